@@ -17,7 +17,7 @@ export class NoMatchingPlatformError extends Error {
 
 /** Buildx attestation manifests use this platform (`unknown/unknown`); they are not images to run. */
 const UNKNOWN = 'unknown';
-const PART = /^[a-z0-9_.-]+$/;
+const PART = /^[A-Za-z0-9_.-]+$/;
 
 /** Normalises os, architecture and variant (e.g. `aarch64` → `arm64/v8`, `armhf` → `arm/v7`). */
 export function normalizePlatform(p: Platform): Platform {
@@ -68,7 +68,7 @@ export function normalizePlatform(p: Platform): Platform {
  * Throws {@link InvalidPlatformError} quoting the input.
  */
 export function parsePlatform(input: string): Platform {
-  const parts = input.toLowerCase().split('/');
+  const parts = input.split('/');
   if (parts.length < 2 || parts.length > 3) {
     throw new InvalidPlatformError(`invalid platform "${input}": expected os/architecture[/variant]`);
   }
