@@ -4,7 +4,7 @@ import {
   ManifestTooLargeError,
   RegistryError,
   SizeMismatchError,
-  UnsupportedMediaTypeError,
+  UnsupportedManifestTypeError,
   isTemporary,
   parseErrorBody,
 } from './errors.ts';
@@ -87,13 +87,13 @@ describe('error messages', () => {
       name: 'ManifestTooLargeError',
     },
     {
-      err: new UnsupportedMediaTypeError({
+      err: new UnsupportedManifestTypeError({
         reference: 'r:t',
         operation: 'get manifest',
         mediaType: 'text/html',
       }),
       message: 'get manifest r:t: unsupported media type "text/html"',
-      name: 'UnsupportedMediaTypeError',
+      name: 'UnsupportedManifestTypeError',
     },
   ])('$name', ({ err, message, name }) => {
     expect(err).toBeInstanceOf(RegistryError);

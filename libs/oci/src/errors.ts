@@ -128,9 +128,13 @@ export class ManifestTooLargeError extends RegistryError {
   }
 }
 
-/** A manifest or index media type the client does not handle. Permanent. */
-export class UnsupportedMediaTypeError extends RegistryError {
-  override name = 'UnsupportedMediaTypeError';
+/**
+ * A manifest the client cannot use: Docker schema 1, an unknown manifest type, an unknown layer
+ * type. Wraps the parser's `UnsupportedMediaTypeError` (media-types.ts) as a permanent
+ * {@link RegistryError} naming the reference. Permanent.
+ */
+export class UnsupportedManifestTypeError extends RegistryError {
+  override name = 'UnsupportedManifestTypeError';
   readonly mediaType: string;
 
   constructor(options: { reference: string; operation: string; mediaType: string; cause?: unknown }) {
@@ -162,6 +166,8 @@ const TEMPORARY_NETWORK_CODES: ReadonlySet<string> = new Set([
   'UND_ERR_HEADERS_TIMEOUT',
   'UND_ERR_BODY_TIMEOUT',
   'UND_ERR_CLOSED',
+  // A body shorter than its Content-Length: the transfer broke.
+  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
   'ERR_STREAM_PREMATURE_CLOSE',
 ]);
 
