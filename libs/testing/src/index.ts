@@ -1,1 +1,2 @@
+export * from './stack/index.ts';
 export * from './fixtures/index.ts';
