@@ -105,10 +105,12 @@ export class BlobStream extends Readable {
     // Resuming a download the consumer already completed: nothing to fetch, only to verify.
     const complete = this.#received === expected.size && expected.size > 0;
     for (let attempt = 1; !complete; attempt++) {
+      // The request was retried by the HTTP layer already: when it fails, the download fails.
+      const { response, skip } = await this.#open(rangeSupported, (supported) => {
+        rangeSupported ||= supported;
+      });
       try {
-        await this.#transfer(rangeSupported, (supported) => {
-          rangeSupported ||= supported;
-        });
+        await this.#transfer(response, skip);
         break;
       } catch (err) {
         if (this.#signal.aborted) throw this.#signal.reason;
@@ -148,6 +150,7 @@ export class BlobStream extends Readable {
         actual: err.actual,
         detail: `${err.message.slice(`${OPERATION} ${this.reference}: `.length)} (after ${attempt} attempts)`,
         temporary: err.temporary,
+        cause: err.cause,
       });
     }
     if (err instanceof RegistryError) return err;
@@ -159,8 +162,11 @@ export class BlobStream extends Readable {
     });
   }
 
-  /** One request: streams from the current offset to the end, or throws. */
-  async #transfer(rangeSupported: boolean, noteRange: (supported: boolean) => void): Promise<void> {
+  /** Requests the blob from the current offset; returns the response and the bytes to skip. */
+  async #open(
+    rangeSupported: boolean,
+    noteRange: (supported: boolean) => void,
+  ): Promise<{ response: Response; skip: number }> {
     const { expected } = this.#options;
     const start = this.#received;
     const { response, attempts } = await this.#options.open(start, start > 0 && rangeSupported, this.#signal);
@@ -176,7 +182,42 @@ export class BlobStream extends Readable {
     } else {
       throw await errorFromResponse(response, { reference: this.reference, operation: OPERATION }, attempts);
     }
+    return { response, skip };
+  }
 
+  /** Streams one response to the end, or throws; a short body is a temporary error. */
+  async #transfer(response: Response, skip: number): Promise<void> {
+    const { expected } = this.#options;
+    try {
+      await this.#stream(response, skip);
+    } catch (err) {
+      if (err instanceof RegistryError || this.#signal.aborted) throw err;
+      // The connection broke or timed out mid-body: report it as the bytes that are missing.
+      throw new SizeMismatchError({
+        reference: this.reference,
+        operation: OPERATION,
+        expected: expected.size,
+        actual: this.#received,
+        detail: `transfer broke after ${this.#received} of ${expected.size} bytes: ${err instanceof Error ? err.message : String(err)}`,
+        temporary: isTemporary(err),
+        cause: err,
+      });
+    }
+    if (this.#received < expected.size) {
+      throw new SizeMismatchError({
+        reference: this.reference,
+        operation: OPERATION,
+        expected: expected.size,
+        actual: this.#received,
+        detail: `truncated body, received ${this.#received} of ${expected.size} bytes`,
+        temporary: true,
+      });
+    }
+  }
+
+  /** Pushes the body downstream through the digester, skipping `skip` bytes already delivered. */
+  async #stream(response: Response, skip: number): Promise<void> {
+    const { expected } = this.#options;
     const body = response.body as AsyncIterable<Buffer>;
     for await (const input of body) {
       let chunk = input;
@@ -204,16 +245,6 @@ export class BlobStream extends Readable {
         response.body.destroy();
         return;
       }
-    }
-    if (this.#received < expected.size) {
-      throw new SizeMismatchError({
-        reference: this.reference,
-        operation: OPERATION,
-        expected: expected.size,
-        actual: this.#received,
-        detail: `truncated body, received ${this.#received} of ${expected.size} bytes`,
-        temporary: true,
-      });
     }
   }
 

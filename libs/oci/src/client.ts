@@ -62,6 +62,12 @@ export const DEFAULT_INSECURE_REGISTRIES: readonly string[] = Object.freeze([
 
 /** Redirects followed at most for one blob request (registry → CDN → object store is two). */
 const MAX_REDIRECTS = 5;
+/** Tags asked for per page (distribution's default page is 100; fewer round trips). */
+const TAGS_PAGE_SIZE = 1000;
+/** Pages followed at most: a million tags, against a registry linking in circles. */
+const MAX_TAG_PAGES = 1000;
+/** Largest tag page read. */
+const MAX_TAGS_PAGE_BYTES = 4 * 1024 * 1024;
 /** Content type of blob uploads (distribution spec: pushing blobs). */
 const OCTET_STREAM = 'application/octet-stream';
 
@@ -502,6 +508,52 @@ export class RegistryClient {
     return digest;
   }
 
+  /**
+   * Every tag of a repository (`GET /v2/NAME/tags/list`), following `Link: <…>; rel="next"` pages.
+   * An unknown repository fails with NAME_UNKNOWN.
+   */
+  async listTags(repo: RepositoryRef, options: { signal?: AbortSignal } = {}): Promise<string[]> {
+    const reference = `${repo.registry}/${repo.repository}`;
+    const req = { reference, operation: 'list tags' };
+    const tags: string[] = [];
+    let url: URL | undefined = new URL(`${repoPath(repo.repository)}/tags/list`, this.baseUrl(repo.registry));
+    url.searchParams.set('n', String(TAGS_PAGE_SIZE));
+    for (let page = 0; url !== undefined; page++) {
+      if (page >= MAX_TAG_PAGES) {
+        throw new RegistryError(`list tags ${reference}: more than ${MAX_TAG_PAGES} pages`, {
+          ...req,
+          temporary: false,
+        });
+      }
+      const { response, attempts } = await this.#call({
+        ...req,
+        registry: repo.registry,
+        scopes: [repositoryScope(repo.repository, ['pull'])],
+        method: 'GET',
+        url,
+        headers: { accept: 'application/json' },
+        signal: options.signal,
+      });
+      if (response.statusCode !== 200) throw await errorFromResponse(response, req, attempts);
+      const { bytes, over } = await readCapped(response.body, MAX_TAGS_PAGE_BYTES);
+      let body: unknown;
+      try {
+        if (over) throw new Error(`page larger than ${MAX_TAGS_PAGE_BYTES} bytes`);
+        body = JSON.parse(bytes.toString('utf8'));
+      } catch (err) {
+        throw new RegistryError(`list tags ${reference}: invalid response`, {
+          ...req,
+          temporary: false,
+          cause: err,
+        });
+      }
+      const pageTags = (body as { tags?: unknown } | null)?.tags;
+      if (Array.isArray(pageTags)) for (const t of pageTags) if (typeof t === 'string') tags.push(t);
+      url = nextLink(header(response, 'link'), url);
+    }
+    return tags;
+  }
+
   // -------------------------------------------------------------------------------------- blobs
 
   /**
@@ -815,6 +867,17 @@ export class RegistryClient {
     }
     return false;
   }
+}
+
+/** The `rel="next"` target of a `Link` header (RFC 8288), resolved against `base`. */
+export function nextLink(value: string | undefined, base: URL): URL | undefined {
+  if (value === undefined) return undefined;
+  for (const part of value.split(',')) {
+    const match = /^\s*<([^>]*)>\s*;(.*)$/.exec(part);
+    if (match !== null && /(?:^|;)\s*rel="?next"?\s*(?:;|$)/.test(match[2] ?? ''))
+      return new URL(match[1] ?? '', base);
+  }
+  return undefined;
 }
 
 function isRedirect(status: number): boolean {

@@ -102,11 +102,13 @@ export class SizeMismatchError extends RegistryError {
     actual: number;
     detail: string;
     temporary: boolean;
+    cause?: unknown;
   }) {
     super(`${options.operation} ${options.reference}: ${options.detail}`, {
       reference: options.reference,
       operation: options.operation,
       temporary: options.temporary,
+      cause: options.cause,
     });
     this.expected = options.expected;
     this.actual = options.actual;
