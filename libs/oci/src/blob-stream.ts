@@ -101,13 +101,14 @@ export class BlobStream extends Readable {
   async #run(): Promise<void> {
     const { expected, retry } = this.#options;
     const attempts = Math.max(1, retry.attempts);
-    let rangeSupported = false;
+    // Resuming from a caller's offset, try a Range request: a 200 instead is handled by skipping.
+    let rangeSupported = this.#received > 0;
     // Resuming a download the consumer already completed: nothing to fetch, only to verify.
     const complete = this.#received === expected.size && expected.size > 0;
     for (let attempt = 1; !complete; attempt++) {
       // The request was retried by the HTTP layer already: when it fails, the download fails.
       const { response, skip } = await this.#open(rangeSupported, (supported) => {
-        rangeSupported ||= supported;
+        rangeSupported = supported;
       });
       try {
         await this.#transfer(response, skip);
