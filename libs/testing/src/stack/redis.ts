@@ -31,42 +31,45 @@ const ADDRESS_IN_USE = /Address already in use/i;
  */
 export async function startRedis(opts: RedisOptions = {}): Promise<RedisServer> {
   const program = await requireProgram('redis-server');
-  return retryOnAddressInUse('redis-server', async (port) => {
-    const dir = await makeTempDir('redis');
-    const args = [
-      '--bind',
-      LOOPBACK,
-      '--port',
-      String(port),
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-      '--maxmemory-policy',
-      'noeviction',
-      '--dir',
-      dir,
-      '--daemonize',
-      'no',
-      '--logfile',
-      '',
-      ...(opts.maxmemory === undefined ? [] : ['--maxmemory', opts.maxmemory]),
-    ];
-    const proc = spawnManaged(program, args, { name: `redis-server on port ${port}`, cwd: dir });
-    let stopped: Promise<void> | undefined;
-    const stop = (): Promise<void> =>
-      (stopped ??= (async () => {
-        await proc.stop();
-        await removeTempDir(dir);
-      })());
-    try {
-      await proc.waitForOutput(READY);
-    } catch (err) {
-      await stop();
-      if (ADDRESS_IN_USE.test(proc.output()))
-        throw new AddressInUseError(`redis port ${port} taken`, { cause: err });
-      throw err;
-    }
-    return { url: `redis://${LOOPBACK}:${port}`, port, pid: proc.pid, logs: proc.output, stop };
-  });
+  return retryOnAddressInUse('redis-server', (port) => launchRedis(program, port, opts));
+}
+
+/**
+ * redis-server on `port`; {@link AddressInUseError} when that port is taken. Exported for tests,
+ * not from the package.
+ */
+export async function launchRedis(
+  program: string,
+  port: number,
+  opts: RedisOptions = {},
+): Promise<RedisServer> {
+  const dir = await makeTempDir('redis');
+  // prettier-ignore
+  const args = [
+    '--bind', LOOPBACK,
+    '--port', String(port),
+    '--save', '',
+    '--appendonly', 'no',
+    '--maxmemory-policy', 'noeviction',
+    '--dir', dir,
+    '--daemonize', 'no',
+    '--logfile', '',
+    ...(opts.maxmemory === undefined ? [] : ['--maxmemory', opts.maxmemory]),
+  ];
+  const proc = spawnManaged(program, args, { name: `redis-server on port ${port}`, cwd: dir });
+  let stopped: Promise<void> | undefined;
+  const stop = (): Promise<void> =>
+    (stopped ??= (async () => {
+      await proc.stop();
+      await removeTempDir(dir);
+    })());
+  try {
+    await proc.waitForOutput(READY);
+  } catch (err) {
+    await stop();
+    if (ADDRESS_IN_USE.test(proc.output()))
+      throw new AddressInUseError(`redis port ${port} taken`, { cause: err });
+    throw err;
+  }
+  return { url: `redis://${LOOPBACK}:${port}`, port, pid: proc.pid, logs: proc.output, stop };
 }

@@ -1,14 +1,21 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AddressInUseError } from './ports.ts';
 import { isAlive } from './process.ts';
+import { requireProgram } from './programs.ts';
+import { makeTempDir, removeTempDir } from './temp-dir.ts';
 import {
+  serveRegistry,
   startRegistry,
   TOKEN_SERVICE,
   type BasicRegistryServer,
   type RegistryServer,
   type TokenRegistryServer,
 } from './registry.ts';
-import { basicAuthorization, fetchToken, jwtClaims, pushBlob } from './test-support.ts';
+import { basicAuthorization, fetchToken, jwtClaims, occupyPort, pushBlob } from './test-support.ts';
 
 describe('startRegistry', () => {
   let plain: RegistryServer;
@@ -187,13 +194,34 @@ describe('startRegistry', () => {
     });
   });
 
-  it('stop() kills the registry and the token server; twice is fine', async () => {
+  it('stop() kills the registry and the token server and removes storage; twice is fine', async () => {
     const r = await startRegistry({ auth: 'token' });
     expect(isAlive(r.pid)).toBe(true);
+    expect(existsSync(r.storageDir)).toBe(true);
     await r.stop();
     await r.stop();
     expect(isAlive(r.pid)).toBe(false);
+    expect(existsSync(r.storageDir)).toBe(false);
     await expect(fetch(`${r.url}/v2/`)).rejects.toThrow();
     await expect(fetch(r.realm)).rejects.toThrow();
+  });
+
+  it('reports a taken port as AddressInUseError (startRegistry then retries elsewhere)', async () => {
+    const taken = await occupyPort();
+    const dir = await makeTempDir('registry-port-test');
+    try {
+      const rootDirectory = join(dir, 'storage');
+      await mkdir(rootDirectory);
+      const failed = serveRegistry(await requireProgram('docker-registry'), {
+        port: taken.port,
+        dir,
+        rootDirectory,
+        auth: { kind: 'none' },
+      });
+      await expect(failed).rejects.toBeInstanceOf(AddressInUseError);
+    } finally {
+      await taken.release();
+      await removeTempDir(dir);
+    }
   });
 });

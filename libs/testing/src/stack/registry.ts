@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { spawnManaged } from './process.ts';
+import { spawnManaged, type ManagedProcess } from './process.ts';
 import { AddressInUseError, LOOPBACK, retryOnAddressInUse } from './ports.ts';
 import { requireProgram } from './programs.ts';
 import { registryConfigYaml, type RegistryAuthConfig } from './registry-config.ts';
@@ -31,6 +31,8 @@ export interface RegistryServer {
   readonly url: string;
   /** The docker-registry pid (also its process group id). */
   readonly pid: number;
+  /** Root of the registry's filesystem storage (removed by stop()); failure tests may corrupt blobs here. */
+  readonly storageDir: string;
   readonly username?: string;
   readonly password?: string;
   /** What the registry printed: its log (stderr) and access log (stdout), the last 4 MiB. */
@@ -68,6 +70,8 @@ const DEFAULT_USERNAME = 'stevedore';
 /** Validity of the token-signing certificate; a stack lives for one test run. */
 const CERT_VALIDITY_DAYS = 2;
 const ADDRESS_IN_USE = /address already in use/i;
+/** Random bytes of `http.secret`, which signs upload state between requests. */
+const HTTP_SECRET_BYTES = 16;
 
 /**
  * The CNCF distribution registry 2.8 (`docker-registry serve CONFIG`) on a free loopback port,
@@ -136,32 +140,10 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
     }
     const rootDirectory = join(dir, 'storage');
     await mkdir(rootDirectory);
-    const configPath = join(dir, 'config.yml');
 
-    const proc = await retryOnAddressInUse('docker-registry', async (port) => {
-      await writeFile(
-        configPath,
-        registryConfigYaml({
-          port,
-          rootDirectory,
-          secret: randomBytes(16).toString('hex'),
-          auth: authConfig,
-        }),
-      );
-      const p = spawnManaged(program, ['serve', configPath], {
-        name: `docker-registry (${auth}) on port ${port}`,
-        cwd: dir,
-      });
-      try {
-        await p.waitForOutput(new RegExp(`listening on 127\\.0\\.0\\.1:${port}\\b`));
-      } catch (err) {
-        await p.stop();
-        if (ADDRESS_IN_USE.test(p.output()))
-          throw new AddressInUseError(`registry port ${port} taken`, { cause: err });
-        throw err;
-      }
-      return { proc: p, port };
-    });
+    const proc = await retryOnAddressInUse('docker-registry', (port) =>
+      serveRegistry(program, { port, dir, rootDirectory, auth: authConfig }),
+    );
     cleanups.push(() => proc.proc.stop());
 
     let stopped: Promise<void> | undefined;
@@ -171,6 +153,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
       host,
       url: `http://${host}`,
       pid: proc.proc.pid,
+      storageDir: rootDirectory,
       logs: proc.proc.output,
       stop: () => (stopped ??= cleanup()),
       ...(auth === 'none' ? {} : { username, password }),
@@ -193,6 +176,36 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
     await cleanup();
     throw err;
   }
+}
+
+/**
+ * `docker-registry serve` on `port` with a generated config in `dir`; {@link AddressInUseError}
+ * when that port is taken. Exported for tests, not from the package.
+ */
+export async function serveRegistry(
+  program: string,
+  opts: { port: number; dir: string; rootDirectory: string; auth: RegistryAuthConfig },
+): Promise<{ proc: ManagedProcess; port: number }> {
+  const { port, dir } = opts;
+  const configPath = join(dir, 'config.yml');
+  const secret = randomBytes(HTTP_SECRET_BYTES).toString('hex');
+  await writeFile(
+    configPath,
+    registryConfigYaml({ port, rootDirectory: opts.rootDirectory, secret, auth: opts.auth }),
+  );
+  const proc = spawnManaged(program, ['serve', configPath], {
+    name: `docker-registry (${opts.auth.kind}) on port ${port}`,
+    cwd: dir,
+  });
+  try {
+    await proc.waitForOutput(new RegExp(`listening on 127\\.0\\.0\\.1:${port}\\b`));
+  } catch (err) {
+    await proc.stop();
+    if (ADDRESS_IN_USE.test(proc.output()))
+      throw new AddressInUseError(`registry port ${port} taken`, { cause: err });
+    throw err;
+  }
+  return { proc, port };
 }
 
 /** One htpasswd line, bcrypt (the only hash distribution accepts), via `htpasswd -Bbn`. */

@@ -119,12 +119,12 @@ describe('startS3', () => {
     expect(grouped.KeyCount).toBe(4);
   });
 
+  // Last: it stops the shared server (a second fauxqs would cost a second of startup).
   it('stop() kills the server; twice is fine', async () => {
-    const other = await startS3({ bucket: 'other' });
-    expect(isAlive(other.pid)).toBe(true);
-    await other.stop();
-    await other.stop();
-    expect(isAlive(other.pid)).toBe(false);
-    await expect(fetch(other.endpoint)).rejects.toThrow();
+    expect(isAlive(s3.pid)).toBe(true);
+    await s3.stop();
+    await s3.stop();
+    expect(isAlive(s3.pid)).toBe(false);
+    await expect(fetch(s3.endpoint)).rejects.toThrow();
   });
 });

@@ -15,6 +15,8 @@ export interface RegistryInfo {
   readonly host: string;
   /** `http://127.0.0.1:PORT` */
   readonly url: string;
+  /** Root of the registry's filesystem storage. */
+  readonly storageDir: string;
   readonly username?: string;
   readonly password?: string;
 }
@@ -129,6 +131,7 @@ function registryInfo(r: RegistryServer): RegistryInfo {
     auth: r.auth,
     host: r.host,
     url: r.url,
+    storageDir: r.storageDir,
     ...(r.username === undefined ? {} : { username: r.username }),
     ...(r.password === undefined ? {} : { password: r.password }),
   };

@@ -1,5 +1,6 @@
 /** Small HTTP helpers for the stack's own tests (not exported from the package). */
 import { request, type IncomingHttpHeaders } from 'node:http';
+import { createServer, type Server } from 'node:net';
 import { digestOf, type Digest } from '@stevedore/oci';
 
 export function basicAuthorization(user: string, password: string): string {
@@ -104,4 +105,13 @@ export function rawRequest(
     req.once('error', (err) => finish(err));
     req.end(opts.body);
   });
+}
+
+/** Holds a loopback port so that a server started on it fails to bind. */
+export async function occupyPort(): Promise<{ port: number; release: () => Promise<void> }> {
+  const server: Server = createServer();
+  await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, resolve));
+  const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('no TCP address');
+  return { port: address.port, release: () => new Promise<void>((resolve) => server.close(() => resolve())) };
 }
