@@ -192,7 +192,10 @@ export function matchesHostPattern(host: string, patterns: readonly string[]): b
   });
 }
 
-/** Client of OCI distribution registries. One instance per process: it caches tokens. */
+/**
+ * Client of OCI distribution registries. One instance per process: it caches tokens, each
+ * registry's auth challenge, and each registry's credentials (looked up once per client).
+ */
 export class RegistryClient {
   readonly #http: HttpContext;
   readonly #auth: Authenticator;
@@ -324,7 +327,8 @@ export class RegistryClient {
       read = await readCapped(response.body, MAX_MANIFEST_BYTES);
     } catch (err) {
       if (options.signal?.aborted === true) throw options.signal.reason;
-      throw new RegistryError(`get manifest ${reference}: reading the body failed`, {
+      const why = err instanceof Error ? err.message : String(err);
+      throw new RegistryError(`get manifest ${reference}: reading the body failed: ${why}`, {
         ...req,
         temporary: isTemporary(err),
         cause: err,
@@ -392,11 +396,7 @@ export class RegistryClient {
       // A HEAD has no body: the status alone tells what failed.
       throw new RegistryError(
         `head manifest ${reference}: HTTP ${response.statusCode}${attempts > 1 ? ` (after ${attempts} attempts)` : ''}`,
-        {
-          ...req,
-          status: response.statusCode,
-          codes: response.statusCode === 404 ? ['MANIFEST_UNKNOWN'] : [],
-        },
+        { ...req, status: response.statusCode },
       );
     }
     const digest = headerDigest(header(response, 'docker-content-digest'));

@@ -146,6 +146,13 @@ describe('pull from the plain registry', () => {
       false,
       'get manifest',
     ]);
+    const head = await c
+      .headManifest(ref(stack.registry.host, repository, ':missing'))
+      .catch((x: unknown) => x);
+    expect((head as RegistryError).message).toBe(
+      `head manifest ${stack.registry.host}/${repository}:missing: HTTP 404`,
+    );
+    expect([(head as RegistryError).status, (head as RegistryError).temporary]).toEqual([404, false]);
   });
 
   it('an unknown blob fails with BLOB_UNKNOWN', async () => {
