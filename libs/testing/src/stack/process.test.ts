@@ -1,8 +1,10 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { readdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { isAlive, spawnManaged } from './process.ts';
+import { makeTempDir, removeTempDir } from './temp-dir.ts';
 
 /** How often and how long to look for a process that should disappear (no event exists for another process's death). */
 const GONE_POLL_MS = 20;
@@ -19,8 +21,14 @@ async function waitUntilGone(pid: number): Promise<boolean> {
 
 const REDIS_MODULE = fileURLToPath(new URL('./redis.ts', import.meta.url));
 
-/** A separate Node process that starts a Redis, prints its pid, then `then` (exit, or wait to be killed). */
-async function parentWithRedis(then: 'exit' | 'wait'): Promise<{ parentPid: number; redisPid: number }> {
+/**
+ * A separate Node process that starts a Redis with its temp dir under `tmp`, prints its pid,
+ * then `then` (exit, or wait to be killed).
+ */
+async function parentWithRedis(
+  then: 'exit' | 'wait',
+  tmp: string,
+): Promise<{ parentPid: number; redisPid: number }> {
   const script = `
     const { startRedis } = await import(${JSON.stringify(REDIS_MODULE)});
     const redis = await startRedis();
@@ -29,6 +37,7 @@ async function parentWithRedis(then: 'exit' | 'wait'): Promise<{ parentPid: numb
   `;
   const parent = spawn(process.execPath, ['--input-type=module', '-e', script], {
     stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, TMPDIR: tmp },
   });
   const [line] = (await once(parent.stdout, 'data')) as [Buffer];
   const { pid } = JSON.parse(line.toString()) as { pid: number };
@@ -63,14 +72,26 @@ describe('spawnManaged', () => {
   });
 
   it('kills the server when its parent is SIGKILLed (stdin watchdog)', async () => {
-    const { parentPid, redisPid } = await parentWithRedis('wait');
-    expect(isAlive(redisPid)).toBe(true);
-    process.kill(parentPid, 'SIGKILL');
-    expect(await waitUntilGone(redisPid)).toBe(true);
+    const tmp = await makeTempDir('process-test');
+    try {
+      const { parentPid, redisPid } = await parentWithRedis('wait', tmp);
+      expect(isAlive(redisPid)).toBe(true);
+      process.kill(parentPid, 'SIGKILL');
+      expect(await waitUntilGone(redisPid)).toBe(true);
+    } finally {
+      // A SIGKILLed parent cannot remove its temp dirs: this one holds them.
+      await removeTempDir(tmp);
+    }
   });
 
-  it('kills the server when its parent exits without stopping it', async () => {
-    const { redisPid } = await parentWithRedis('exit');
-    expect(await waitUntilGone(redisPid)).toBe(true);
+  it('kills the server and removes its temp dir when its parent exits without stopping it', async () => {
+    const tmp = await makeTempDir('process-test');
+    try {
+      const { redisPid } = await parentWithRedis('exit', tmp);
+      expect(await waitUntilGone(redisPid)).toBe(true);
+      expect(await readdir(tmp)).toEqual([]);
+    } finally {
+      await removeTempDir(tmp);
+    }
   });
 });

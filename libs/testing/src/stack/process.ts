@@ -24,6 +24,7 @@ export const READY_TIMEOUT_MS = 15_000;
 const WATCHDOG = 'exec 3<&0; { cat <&3 >/dev/null; kill -TERM 0; } & exec "$@" 3<&-';
 
 const liveGroups = new Set<number>();
+const exitCleanups = new Set<() => void>();
 let exitHookInstalled = false;
 
 function installExitHook(): void {
@@ -31,7 +32,18 @@ function installExitHook(): void {
   exitHookInstalled = true;
   process.on('exit', () => {
     for (const pgid of liveGroups) killGroup(pgid, 'SIGKILL');
+    for (const cleanup of exitCleanups) cleanup();
   });
+}
+
+/**
+ * Runs `cleanup` (synchronous: the event loop is gone) when this process exits, after every
+ * process group still running got SIGKILL. Returns a function that unregisters it.
+ */
+export function onProcessExit(cleanup: () => void): () => void {
+  installExitHook();
+  exitCleanups.add(cleanup);
+  return () => exitCleanups.delete(cleanup);
 }
 
 /** Signals a whole process group; false when the group no longer exists. */

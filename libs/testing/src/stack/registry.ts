@@ -215,10 +215,12 @@ async function htpasswdLine(username: string, password: string): Promise<string>
     const { stdout } = await run(htpasswd, ['-Bbn', username, password]);
     return stdout;
   } catch (err) {
-    // execFile's error message repeats the command line, which holds the password.
-    throw new Error(`htpasswd -Bbn failed for user ${username}`, {
-      cause: (err as { stderr?: unknown }).stderr,
-    });
+    // execFile's error repeats the command line, which holds the password: keep only its
+    // exit code and stderr.
+    const { code, stderr } = err as { code?: unknown; stderr?: unknown };
+    throw new Error(
+      `htpasswd -Bbn failed for user ${username} (exit ${String(code)}): ${String(stderr).trim()}`,
+    );
   }
 }
 
