@@ -1,0 +1,138 @@
+/**
+ * The storage backend interface: a flat key space of immutable objects, as on S3. Keys are
+ * `/`-separated relative paths of characters safe on both a POSIX filesystem and S3 (the store
+ * makes them; see docs/store-format.md "Layout").
+ *
+ * Contract:
+ * - `put` is atomic: readers see the old object (or none) or the whole new one, never a part; a
+ *   failed or aborted put leaves nothing visible. A stream body that errors (e.g. a verifying
+ *   transform that finds a digest mismatch at its end) aborts the put.
+ * - `get` of a missing key throws {@link ObjectNotFoundError}.
+ * - `delete` of a missing key succeeds (idempotent).
+ * - `sync` makes every put and delete this backend instance finished before the call durable.
+ *   Backends may defer durability until then (the directory backend does: one sync per commit).
+ * - `list` returns keys in ascending byte order, paginated with a cursor (the last key returned).
+ */
+import { pipeline, Transform, type Readable } from 'node:stream';
+
+/** Request kinds counted by every backend (HTTP methods on S3, the equivalent on a directory). */
+export type RequestKind = 'PUT' | 'GET' | 'HEAD' | 'LIST' | 'DELETE' | 'POST';
+
+/** Request and byte counters, for benchmarks and tests. Mutated in place by the backend. */
+export interface BackendStats {
+  readonly requests: Record<RequestKind, number>;
+  /** Body bytes sent by puts. */
+  bytesWritten: number;
+  /** Body bytes received by gets. */
+  bytesRead: number;
+}
+
+export function newStats(): BackendStats {
+  return {
+    requests: { PUT: 0, GET: 0, HEAD: 0, LIST: 0, DELETE: 0, POST: 0 },
+    bytesWritten: 0,
+    bytesRead: 0,
+  };
+}
+
+/** A copy of the counters (to diff before/after). */
+export function snapshotStats(s: BackendStats): BackendStats {
+  return { requests: { ...s.requests }, bytesWritten: s.bytesWritten, bytesRead: s.bytesRead };
+}
+
+/** `after - before`, per counter. */
+export function diffStats(after: BackendStats, before: BackendStats): BackendStats {
+  const requests = { ...after.requests };
+  for (const k of Object.keys(requests) as RequestKind[]) requests[k] -= before.requests[k];
+  return {
+    requests,
+    bytesWritten: after.bytesWritten - before.bytesWritten,
+    bytesRead: after.bytesRead - before.bytesRead,
+  };
+}
+
+export interface ObjectInfo {
+  readonly key: string;
+  readonly size: number;
+}
+
+/** A byte range: `length` bytes from `offset`. */
+export interface ByteRange {
+  readonly offset: number;
+  readonly length: number;
+}
+
+export interface PutOptions {
+  readonly signal?: AbortSignal;
+  /** Body length when known (lets S3 do a single PUT without buffering). */
+  readonly size?: number;
+}
+
+export interface GetOptions {
+  readonly signal?: AbortSignal;
+  readonly range?: ByteRange;
+}
+
+export interface ListOptions {
+  /** Return keys after this one (the cursor of the previous page). */
+  readonly after?: string;
+  /** Page size; backends may return fewer. */
+  readonly limit?: number;
+  readonly signal?: AbortSignal;
+}
+
+export interface ListPage {
+  readonly objects: readonly ObjectInfo[];
+  /** Pass as `after` to get the next page; undefined on the last page. */
+  readonly cursor: string | undefined;
+}
+
+export interface Backend {
+  /** For messages and benchmarks, e.g. `directory:/var/lib/stevedore` or `s3://bucket/prefix`. */
+  readonly description: string;
+  readonly stats: BackendStats;
+  put(key: string, body: Uint8Array | Readable, options?: PutOptions): Promise<void>;
+  /** A stream of the object (or of `range`); throws ObjectNotFoundError before returning. */
+  get(key: string, options?: GetOptions): Promise<Readable>;
+  /** The object (or `range`) in memory: for small objects and pack ranges only. */
+  getBytes(key: string, options?: GetOptions): Promise<Buffer>;
+  head(key: string, options?: { signal?: AbortSignal }): Promise<ObjectInfo | undefined>;
+  list(prefix: string, options?: ListOptions): Promise<ListPage>;
+  delete(key: string, options?: { signal?: AbortSignal }): Promise<void>;
+  sync(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Default page size of {@link listAll} (S3's maximum). */
+export const LIST_PAGE_SIZE = 1000;
+
+/** Every object under `prefix`, page after page. */
+export async function* listAll(
+  backend: Backend,
+  prefix: string,
+  options: { signal?: AbortSignal; after?: string } = {},
+): AsyncGenerator<ObjectInfo, void, undefined> {
+  let after = options.after;
+  for (;;) {
+    const page = await backend.list(prefix, { after, limit: LIST_PAGE_SIZE, signal: options.signal });
+    yield* page.objects;
+    if (page.cursor === undefined) return;
+    after = page.cursor;
+  }
+}
+
+/**
+ * `source` piped through a transform that reports each chunk's length (attaching a 'data' listener
+ * instead would start the flow before the consumer is there). Errors propagate both ways.
+ */
+export function countBytes(source: Readable, add: (bytes: number) => void): Readable {
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      add(chunk.length);
+      callback(null, chunk);
+    },
+  });
+  // Errors reach `counter` (destroyed by pipeline) and whoever reads it.
+  pipeline(source, counter, () => {});
+  return counter;
+}

@@ -1,0 +1,56 @@
+/**
+ * @stevedore/store: the content-addressed store. Blobs, split layers (file objects in packs and
+ * splitstreams) and records on a directory or S3. Layout and formats: docs/store-format.md; data
+ * model: libs/store/README.md.
+ */
+export {
+  openStore,
+  Store,
+  type BackendConfig,
+  type BlobInfo,
+  type BlobPolicy,
+  type LayerBlob,
+  type NewImage,
+  type ReindexResult,
+  type StoreConfig,
+} from './store.ts';
+export type { ImportOptions, ImportResult } from './import.ts';
+export { INLINE_MAX } from './import.ts';
+export { CHUNK_SIZE, PACK_TARGET } from './objects.ts';
+export type {
+  BlobDescriptor,
+  ImageLayer,
+  ImageRecord,
+  ImportStats,
+  LayerBlobRecord,
+  LayerRecord,
+  ReferenceRecord,
+  SplitstreamRef,
+} from './records.ts';
+export {
+  countBytes,
+  diffStats,
+  listAll,
+  newStats,
+  snapshotStats,
+  type Backend,
+  type BackendStats,
+  type ByteRange,
+  type GetOptions,
+  type ListOptions,
+  type ListPage,
+  type ObjectInfo,
+  type PutOptions,
+  type RequestKind,
+} from './backend/backend.ts';
+export { DirectoryBackend } from './backend/directory.ts';
+export { S3Backend, type ChecksumMode, type S3BackendConfig } from './backend/s3.ts';
+export { Limiter, sharedLimiter, type LimiterOptions } from './limiter.ts';
+export {
+  CorruptObjectError,
+  DigestMismatchError,
+  InvalidFormatError,
+  MalformedTarError,
+  MissingDependencyError,
+  ObjectNotFoundError,
+} from './errors.ts';

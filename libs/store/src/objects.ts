@@ -1,0 +1,353 @@
+/**
+ * File objects: content keyed by sha256 (whole files up to CHUNK_SIZE, else CHUNK_SIZE pieces),
+ * packed into pack files of several MiB, zstd where it pays. Index files say where each object is.
+ * Formats and the reasoning behind the sizes: docs/store-format.md ("Objects and packs").
+ *
+ * {@link ObjectStore} is per opened store: the in-memory index of every published index file
+ * (loaded once, refreshed incrementally) and verified reads. {@link ObjectWriter} is per import:
+ * dedup against the index, pack assembly and writes, and the import's index entries.
+ */
+import { digestHex, digestOf } from '@stevedore/oci';
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { listAll, type Backend } from './backend/backend.ts';
+import { CorruptObjectError, ObjectNotFoundError } from './errors.ts';
+import { indexKey, indexListCursor, packKey, parseIndexKey, PREFIX } from './layout.ts';
+import type { Limiter } from './limiter.ts';
+import {
+  decodeIndex,
+  encodeIndex,
+  hashKey,
+  ObjectIndex,
+  PACK_ID_BYTES,
+  type IndexEntry,
+  type ObjectLocation,
+} from './pack-index.ts';
+import type { ImportStats } from './records.ts';
+import type { SplitResponse, VerifyItem, VerifyRequest } from './worker.ts';
+
+const MiB = 1024 * 1024;
+/**
+ * Files larger than this are cut into chunks of this size, each its own object; so every object is
+ * at most 2 MiB and goes into a pack. Small enough that a pack never exceeds PACK_CAPACITY (10 MiB:
+ * a single PUT everywhere, including S3 servers that cap request bodies near 11 MiB) and that one
+ * object needs little memory; large enough that a chunk is one cheap index entry per 2 MiB.
+ */
+export const CHUNK_SIZE = 2 * MiB;
+/**
+ * A pack is written once it holds this many bytes, so every pack but an import's last is at least
+ * 8 MiB: at most one PUT per 8 MiB of new data, plus a constant per layer.
+ */
+export const PACK_TARGET = 8 * MiB;
+/** A pack buffer holds up to PACK_TARGET plus one object (at most CHUNK_SIZE when stored). */
+export const PACK_CAPACITY = PACK_TARGET + CHUNK_SIZE;
+/** Pack buffers per import: one filling while the other is written. */
+const PACK_BUFFERS = 2;
+/** Index files loaded at once on refresh. */
+const INDEX_LOAD_CONCURRENCY = 8;
+
+function hex(hash: Uint8Array): string {
+  return Buffer.from(hash.buffer, hash.byteOffset, hash.length).toString('hex');
+}
+
+/** Runs `fn` over `items`, `limit` at a time, yielding results in order. */
+async function mapLimited<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<R>,
+): Promise<R[]> {
+  const out: R[] = new Array<R>(items.length);
+  let next = 0;
+  const run = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, run));
+  return out;
+}
+
+/** A group of objects read with one ranged GET and verified together. */
+export interface ReadGroup {
+  readonly key: string;
+  readonly offset: number;
+  readonly length: number;
+  readonly items: readonly VerifyItem[];
+}
+
+export class ObjectStore {
+  readonly backend: Backend;
+  readonly limiter: Limiter;
+  readonly index = new ObjectIndex();
+  #loaded = new Set<string>();
+  #newest = 0;
+  #refreshing: Promise<void> | undefined;
+
+  constructor(backend: Backend, limiter: Limiter) {
+    this.backend = backend;
+    this.limiter = limiter;
+  }
+
+  /**
+   * Loads index files published since the last refresh (one LIST, plus one GET per new file).
+   * Concurrent callers share one refresh.
+   */
+  refresh(signal?: AbortSignal): Promise<void> {
+    this.#refreshing ??= this.#refresh(signal).finally(() => {
+      this.#refreshing = undefined;
+    });
+    return this.#refreshing;
+  }
+
+  async #refresh(signal?: AbortSignal): Promise<void> {
+    const fresh: string[] = [];
+    const after = this.#newest === 0 ? undefined : indexListCursor(this.#newest);
+    for await (const { key } of listAll(this.backend, PREFIX.index, { signal, after })) {
+      if (!this.#loaded.has(key) && parseIndexKey(key) !== undefined) fresh.push(key);
+    }
+    await mapLimited(fresh, INDEX_LOAD_CONCURRENCY, async (key) => {
+      const bytes = await this.limiter.io.run(() => this.backend.getBytes(key, { signal }), signal);
+      this.addIndexFile(key, bytes);
+    });
+  }
+
+  /** Verifies an index file against the hash in its key and adds its entries. */
+  addIndexFile(key: string, bytes: Uint8Array): void {
+    const parsed = parseIndexKey(key);
+    if (parsed === undefined) throw new Error(`not an index key: ${key}`);
+    const actual = digestHex(digestOf(bytes));
+    if (actual !== parsed.hashHex) throw new CorruptObjectError(key, `content hashes to sha256:${actual}`);
+    this.index.add(decodeIndex(bytes, key));
+    this.#loaded.add(key);
+    this.#newest = Math.max(this.#newest, parsed.timeMs);
+  }
+
+  /** Publishes an import's index file and adds it to the in-memory index. Returns its key. */
+  async publishIndex(entries: readonly IndexEntry[], signal?: AbortSignal): Promise<string> {
+    const bytes = encodeIndex(entries);
+    const key = indexKey(Date.now(), digestHex(digestOf(bytes)));
+    await this.limiter.io.run(() => this.backend.put(key, bytes, { signal }), signal);
+    this.addIndexFile(key, bytes);
+    return key;
+  }
+
+  /** Location of an object, or ObjectNotFoundError naming it and `context`. */
+  locate(hash: Uint8Array, context: string): ObjectLocation {
+    const loc = this.index.get(hash);
+    if (loc === undefined) {
+      const h = hex(hash);
+      throw new ObjectNotFoundError(
+        `sha256:${h}`,
+        `object sha256:${h} (${context}) is in no index of the store`,
+      );
+    }
+    return loc;
+  }
+
+  /**
+   * Reads a group with one GET and verifies each object (decompressed size and sha256, in a
+   * worker). Returns the objects' raw bytes back to back. Throws CorruptObjectError naming the key
+   * (and offset) and the object.
+   */
+  async readGroup(group: ReadGroup, signal?: AbortSignal): Promise<Buffer> {
+    const data = await this.limiter.io.run(
+      () =>
+        this.backend.getBytes(group.key, { range: { offset: group.offset, length: group.length }, signal }),
+      signal,
+    );
+    if (data.length < group.length) {
+      const first = group.items[0];
+      throw new CorruptObjectError(
+        group.key,
+        `short read: ${data.length} of ${group.length} bytes at offset ${group.offset}${first === undefined ? '' : ` (object sha256:${first.hash})`}`,
+      );
+    }
+    const owned = data.byteOffset === 0 && data.buffer.byteLength === data.length;
+    const buffer = owned
+      ? (data.buffer as ArrayBuffer)
+      : (data.buffer.slice(data.byteOffset, data.byteOffset + data.length) as ArrayBuffer);
+    const res = await this.limiter.pool.run<VerifyRequest>(
+      { op: 'verify', data: buffer, items: group.items },
+      [buffer],
+    );
+    if (res.bad !== undefined || res.out === undefined) {
+      const item = group.items[res.bad?.index ?? 0]!;
+      throw new CorruptObjectError(
+        group.key,
+        `object sha256:${item.hash} at offset ${group.offset + item.offset}: ${res.bad?.reason ?? 'unknown'}`,
+      );
+    }
+    return Buffer.from(res.out);
+  }
+
+  /** One object, verified. */
+  async readObject(hash: Uint8Array, context: string, signal?: AbortSignal): Promise<Buffer> {
+    const loc = this.locate(hash, context);
+    return this.readGroup(
+      {
+        key: packKey(loc.pack),
+        offset: loc.offset,
+        length: loc.stored,
+        items: [{ offset: 0, stored: loc.stored, raw: loc.raw, zstd: loc.codec === 'zstd', hash: hex(hash) }],
+      },
+      signal,
+    );
+  }
+
+  /** A stream of several objects' contents in order (a chunked file), verified object by object. */
+  streamObjects(hashes: readonly Uint8Array[], context: string, signal?: AbortSignal): Readable {
+    // Resolve all locations first so a missing object fails before any byte is returned.
+    for (const h of hashes) this.locate(h, context);
+    const read = (h: Uint8Array): Promise<Buffer> => this.readObject(h, context, signal);
+    async function* gen(): AsyncGenerator<Buffer> {
+      for (const h of hashes) yield await read(h);
+    }
+    return Readable.from(gen(), { objectMode: false });
+  }
+}
+
+interface PackBuffer {
+  readonly buf: Buffer;
+  id: string;
+  used: number;
+}
+
+/**
+ * Per-import object writer. Batches hashed by the workers are accepted in input order; new
+ * objects are appended to the current pack, written when it reaches PACK_TARGET. Nothing it writes is reachable until {@link ObjectStore.publishIndex} runs with
+ * {@link ObjectWriter.entries}.
+ */
+export class ObjectWriter {
+  readonly objects: ObjectStore;
+  readonly stats: ImportStats;
+  readonly #signal: AbortSignal;
+  readonly #fail: (err: unknown) => void;
+  /** Objects written (or being written) by this import, by hashKey. */
+  #mine = new Set<string>();
+  #entries: IndexEntry[] = [];
+  #packsWritten: string[] = [];
+  #free: PackBuffer[] = [];
+  #current: PackBuffer | undefined;
+  #flushing = new Set<Promise<void>>();
+  #allocated = 0;
+  #waitingForBuffer: (() => void)[] = [];
+
+  /** `fail` is told about a failed pack write at once (the import aborts instead of reading on). */
+  constructor(objects: ObjectStore, stats: ImportStats, signal: AbortSignal, fail: (err: unknown) => void) {
+    this.objects = objects;
+    this.stats = stats;
+    this.#signal = signal;
+    this.#fail = fail;
+  }
+
+  /** Index entries of the objects this import wrote. */
+  get entries(): readonly IndexEntry[] {
+    return this.#entries;
+  }
+
+  /** Keys of the packs written so far (to delete them if the import fails). */
+  get packKeys(): readonly string[] {
+    return this.#packsWritten.map(packKey);
+  }
+
+  /**
+   * Takes a hashed batch: returns each object's hash, and copies the objects not already in the
+   * store into packs. Resolves once the batch's arena is no longer referenced.
+   */
+  async accept(res: SplitResponse, lengths: readonly number[]): Promise<Uint8Array[]> {
+    const arena = Buffer.from(res.arena);
+    const compressed = Buffer.from(res.compressed);
+    const hashes: Uint8Array[] = [];
+    let rawAt = 0;
+    let zAt = 0;
+    for (let i = 0; i < lengths.length; i++) {
+      const raw = lengths[i]!;
+      const hash = new Uint8Array(res.hashes, i * 32, 32);
+      hashes.push(hash);
+      const zLen = res.compressedLengths[i]!;
+      const stored = zLen < 0 ? arena.subarray(rawAt, rawAt + raw) : compressed.subarray(zAt, zAt + zLen);
+      rawAt += raw;
+      if (zLen >= 0) zAt += zLen;
+      this.stats.objects++;
+      const key = hashKey(hash);
+      if (this.#mine.has(key) || this.objects.index.has(hash)) {
+        this.stats.objectsReused++;
+        this.stats.bytesReused += raw;
+        continue;
+      }
+      this.#mine.add(key);
+      this.stats.objectsWritten++;
+      this.stats.bytesWritten += raw;
+      this.stats.bytesStored += stored.length;
+      const pack = await this.#packWith(stored.length);
+      stored.copy(pack.buf, pack.used);
+      this.#entries.push({
+        hash,
+        pack: pack.id,
+        offset: pack.used,
+        stored: stored.length,
+        raw,
+        codec: zLen < 0 ? 'raw' : 'zstd',
+      });
+      pack.used += stored.length;
+      if (pack.used >= PACK_TARGET) this.#flush();
+    }
+    return hashes;
+  }
+
+  /** Writes the last pack and waits for every write. */
+  async finish(): Promise<void> {
+    if (this.#current !== undefined && this.#current.used > 0) this.#flush();
+    while (this.#flushing.size > 0) await Promise.all([...this.#flushing]);
+  }
+
+  /** Waits for in-flight writes after a failure (their errors are already reported). */
+  async settle(): Promise<void> {
+    await Promise.allSettled([...this.#flushing]);
+  }
+
+  async #packWith(bytes: number): Promise<PackBuffer> {
+    if (this.#current !== undefined && this.#current.used + bytes > this.#current.buf.length) this.#flush();
+    if (this.#current === undefined) {
+      let b = this.#free.pop();
+      if (b === undefined && this.#allocated < PACK_BUFFERS) {
+        this.#allocated++;
+        b = { buf: Buffer.allocUnsafeSlow(PACK_CAPACITY), id: '', used: 0 };
+      }
+      while (b === undefined) {
+        await new Promise<void>((resolve) => this.#waitingForBuffer.push(resolve));
+        this.#signal.throwIfAborted();
+        b = this.#free.pop();
+      }
+      b.id = randomBytes(PACK_ID_BYTES).toString('hex');
+      b.used = 0;
+      this.#current = b;
+    }
+    return this.#current;
+  }
+
+  #flush(): void {
+    const pack = this.#current;
+    if (pack === undefined) return;
+    this.#current = undefined;
+    const key = packKey(pack.id);
+    const write = this.objects.limiter.io
+      .run(
+        () => this.objects.backend.put(key, pack.buf.subarray(0, pack.used), { signal: this.#signal }),
+        this.#signal,
+      )
+      .then(() => {
+        this.#packsWritten.push(pack.id);
+        this.stats.packsWritten++;
+      })
+      .finally(() => {
+        this.#flushing.delete(write);
+        this.#free.push(pack);
+        this.#waitingForBuffer.shift()?.();
+      });
+    this.#flushing.add(write);
+    // Also surfaces through finish().
+    write.catch(this.#fail);
+  }
+}

@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest';
+import { InvalidFormatError } from './errors.ts';
+import { decodeIndex, encodeIndex, ObjectIndex, type IndexEntry } from './pack-index.ts';
+
+const packA = 'aa'.repeat(16);
+const packB = 'bb'.repeat(16);
+const entries: IndexEntry[] = [
+  { hash: Buffer.alloc(32, 1), pack: packA, offset: 0, stored: 100, raw: 300, codec: 'zstd' },
+  { hash: Buffer.alloc(32, 2), pack: packB, offset: 0, stored: 50, raw: 50, codec: 'raw' },
+  { hash: Buffer.alloc(32, 3), pack: packA, offset: 100, stored: 2 ** 21, raw: 2 ** 21, codec: 'raw' },
+];
+
+describe('index files', () => {
+  it('round-trip, with one pack table entry per pack', () => {
+    const bytes = encodeIndex(entries);
+    expect(bytes.length).toBe(8 + 4 + 2 * 16 + 4 + 3 * 49);
+    expect(decodeIndex(bytes, 'index/x.idx')).toEqual(
+      entries.map((e) => ({ ...e, hash: Buffer.from(e.hash) })),
+    );
+  });
+
+  it.each([
+    ['bad magic', (b: Buffer) => b.write('X', 0), /bad magic/],
+    ['a truncated entry', (b: Buffer) => b, /length does not match 3 entries/],
+    [
+      'a pack number out of range',
+      (b: Buffer) => b.writeUInt32BE(7, 8 + 4 + 32 + 4 + 32),
+      /entry 0 refers to pack #7 of 2/,
+    ],
+    ['an unknown codec', (b: Buffer) => (b[b.length - 1] = 9), /unknown object codec 9/],
+  ])('rejects %s', (name, mutate, message) => {
+    let bytes = Buffer.from(encodeIndex(entries));
+    mutate(bytes);
+    if (name === 'a truncated entry') bytes = bytes.subarray(0, bytes.length - 1);
+    expect(() => decodeIndex(bytes, 'index/x.idx')).toThrow(InvalidFormatError);
+    expect(() => decodeIndex(bytes, 'index/x.idx')).toThrow(message);
+  });
+});
+
+describe('ObjectIndex', () => {
+  it('finds objects, keeps the first location, and grows past its initial capacity', () => {
+    const index = new ObjectIndex();
+    index.add(entries);
+    index.add([{ ...entries[0]!, pack: packB, offset: 999 }]);
+    const many: IndexEntry[] = Array.from({ length: 5000 }, (_, i) => {
+      const hash = Buffer.alloc(32);
+      hash.writeUInt32BE(i + 1000, 0);
+      return { hash, pack: packB, offset: i, stored: 1, raw: 1, codec: 'raw' };
+    });
+    index.add(many);
+    expect(index.size).toBe(5003);
+    expect(index.get(Buffer.alloc(32, 1))).toEqual({
+      pack: packA,
+      offset: 0,
+      stored: 100,
+      raw: 300,
+      codec: 'zstd',
+    });
+    expect(index.get(many[4999]!.hash)).toEqual({
+      pack: packB,
+      offset: 4999,
+      stored: 1,
+      raw: 1,
+      codec: 'raw',
+    });
+    expect(index.has(Buffer.alloc(32, 4))).toBe(false);
+  });
+});

@@ -1,0 +1,277 @@
+/**
+ * The splitstream format: a layer tar with its file contents replaced by object references.
+ * Specified in docs/store-format.md ("Splitstreams"); this module is the pure encoder and decoder of
+ * the uncompressed record stream (the store keeps it zstd-compressed).
+ *
+ *     magic "SDSPLIT\x01" | uvarint inlineMax | uvarint chunkSize | record* | END
+ *     INLINE  0x01 uvarint length, bytes          headers, padding, small or metadata content
+ *     OBJECT  0x02 uvarint size, sha256[32]       content of `size` <= chunkSize bytes, one object
+ *     CHUNKED 0x03 uvarint size, sha256[32] * n   n = ceil(size / chunkSize) chunk objects
+ *     END     0x00 sha256[32] diffID, uvarint tar size
+ */
+import { InvalidFormatError } from './errors.ts';
+
+export const SPLITSTREAM_MAGIC = Buffer.from('SDSPLIT\x01', 'latin1');
+/** Raw sha256 length. */
+export const HASH_BYTES = 32;
+/** Inline records are cut at this size so a decoder never needs more than this in memory. */
+export const MAX_INLINE_RECORD = 1 << 20;
+
+const TAG_END = 0x00;
+const TAG_INLINE = 0x01;
+const TAG_OBJECT = 0x02;
+const TAG_CHUNKED = 0x03;
+/** A uvarint of a value below 2^53 takes at most 8 bytes. */
+const MAX_UVARINT_BYTES = 8;
+
+export type SplitRecord =
+  | { readonly kind: 'inline'; readonly bytes: Uint8Array }
+  | { readonly kind: 'object'; readonly size: number; readonly hash: Uint8Array }
+  | { readonly kind: 'chunked'; readonly size: number; readonly hashes: readonly Uint8Array[] }
+  | { readonly kind: 'end'; readonly diffID: Uint8Array; readonly size: number };
+
+export interface SplitstreamParams {
+  readonly inlineMax: number;
+  readonly chunkSize: number;
+}
+
+/** Number of chunk objects for content of `size` bytes. */
+export function chunkCount(size: number, chunkSize: number): number {
+  return Math.ceil(size / chunkSize);
+}
+
+function writeUvarint(out: Buffer, pos: number, value: number): number {
+  while (value >= 0x80) {
+    out[pos++] = (value % 0x80) | 0x80;
+    value = Math.floor(value / 0x80);
+  }
+  out[pos++] = value;
+  return pos;
+}
+
+/**
+ * Encodes records into a growing buffer; {@link SplitstreamEncoder.take} hands out what is ready.
+ * Consecutive inline bytes are merged into one record.
+ */
+export class SplitstreamEncoder {
+  readonly params: SplitstreamParams;
+  #out: Buffer[] = [];
+  #outBytes = 0;
+  #inline: Buffer[] = [];
+  #inlineBytes = 0;
+
+  constructor(params: SplitstreamParams) {
+    this.params = params;
+    const head = Buffer.allocUnsafe(SPLITSTREAM_MAGIC.length + 2 * MAX_UVARINT_BYTES);
+    SPLITSTREAM_MAGIC.copy(head);
+    let pos = writeUvarint(head, SPLITSTREAM_MAGIC.length, params.inlineMax);
+    pos = writeUvarint(head, pos, params.chunkSize);
+    this.#emit(head.subarray(0, pos));
+  }
+
+  /** Encoded bytes not yet taken. */
+  get pendingBytes(): number {
+    return this.#outBytes + this.#inlineBytes;
+  }
+
+  /** Appends inline bytes (copied). */
+  inline(bytes: Uint8Array): void {
+    if (bytes.length === 0) return;
+    this.#inline.push(Buffer.from(bytes));
+    this.#inlineBytes += bytes.length;
+    if (this.#inlineBytes >= MAX_INLINE_RECORD) this.#flushInline();
+  }
+
+  object(size: number, hash: Uint8Array): void {
+    this.#flushInline();
+    const rec = Buffer.allocUnsafe(1 + MAX_UVARINT_BYTES + HASH_BYTES);
+    rec[0] = TAG_OBJECT;
+    const pos = writeUvarint(rec, 1, size);
+    rec.set(hash, pos);
+    this.#emit(rec.subarray(0, pos + HASH_BYTES));
+  }
+
+  chunked(size: number, hashes: readonly Uint8Array[]): void {
+    if (hashes.length !== chunkCount(size, this.params.chunkSize)) {
+      throw new Error(
+        `chunked record of ${size} bytes needs ${chunkCount(size, this.params.chunkSize)} hashes`,
+      );
+    }
+    this.#flushInline();
+    const rec = Buffer.allocUnsafe(1 + MAX_UVARINT_BYTES + HASH_BYTES * hashes.length);
+    rec[0] = TAG_CHUNKED;
+    let pos = writeUvarint(rec, 1, size);
+    for (const h of hashes) {
+      rec.set(h, pos);
+      pos += HASH_BYTES;
+    }
+    this.#emit(rec.subarray(0, pos));
+  }
+
+  end(diffID: Uint8Array, size: number): void {
+    this.#flushInline();
+    const rec = Buffer.allocUnsafe(1 + HASH_BYTES + MAX_UVARINT_BYTES);
+    rec[0] = TAG_END;
+    rec.set(diffID, 1);
+    const pos = writeUvarint(rec, 1 + HASH_BYTES, size);
+    this.#emit(rec.subarray(0, pos));
+  }
+
+  /** Takes the encoded bytes so far (inline bytes too when `all`, e.g. at the end). */
+  take(all = false): Buffer {
+    if (all) this.#flushInline();
+    const out = this.#out.length === 1 ? this.#out[0]! : Buffer.concat(this.#out, this.#outBytes);
+    this.#out = [];
+    this.#outBytes = 0;
+    return out;
+  }
+
+  #flushInline(): void {
+    if (this.#inlineBytes === 0) return;
+    const head = Buffer.allocUnsafe(1 + MAX_UVARINT_BYTES);
+    head[0] = TAG_INLINE;
+    this.#emit(head.subarray(0, writeUvarint(head, 1, this.#inlineBytes)));
+    for (const b of this.#inline) this.#emit(b);
+    this.#inline = [];
+    this.#inlineBytes = 0;
+  }
+
+  #emit(b: Buffer): void {
+    this.#out.push(b);
+    this.#outBytes += b.length;
+  }
+}
+
+type DecoderState = 'magic' | 'tag' | 'inline' | 'done';
+
+/**
+ * Streaming decoder: {@link SplitstreamDecoder.push} yields records as soon as they are complete;
+ * inline records come out in pieces as their bytes arrive.
+ */
+export class SplitstreamDecoder {
+  #carry: Buffer = Buffer.alloc(0);
+  #state: DecoderState = 'magic';
+  #inlineLeft = 0;
+  #params: SplitstreamParams | undefined;
+  /** Where errors are reported: the splitstream's key. */
+  readonly source: string;
+
+  constructor(source: string) {
+    this.source = source;
+  }
+
+  /** Parameters from the header; known after the first record is decoded. */
+  get params(): SplitstreamParams {
+    if (this.#params === undefined)
+      throw new InvalidFormatError(`splitstream ${this.source}: header not read yet`);
+    return this.#params;
+  }
+
+  *push(chunk: Uint8Array): Generator<SplitRecord, void, undefined> {
+    const buf =
+      this.#carry.length === 0
+        ? Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length)
+        : Buffer.concat([this.#carry, chunk]);
+    let pos = 0;
+    for (;;) {
+      if (this.#state === 'inline') {
+        const n = Math.min(this.#inlineLeft, buf.length - pos);
+        if (n === 0) break;
+        this.#inlineLeft -= n;
+        yield { kind: 'inline', bytes: buf.subarray(pos, pos + n) };
+        pos += n;
+        if (this.#inlineLeft === 0) this.#state = 'tag';
+        continue;
+      }
+      if (pos === buf.length) break;
+      if (this.#state === 'done') throw this.#error('bytes after the END record');
+      const parsed = this.#state === 'magic' ? this.#parseMagic(buf, pos) : this.#parseRecord(buf, pos);
+      if (parsed === undefined) break;
+      pos = parsed.next;
+      if (parsed.record !== undefined) yield parsed.record;
+    }
+    this.#carry = pos === buf.length ? Buffer.alloc(0) : Buffer.from(buf.subarray(pos));
+  }
+
+  /** Throws unless the END record was decoded. */
+  finish(): void {
+    if (this.#state !== 'done') throw this.#error('truncated (no END record)');
+  }
+
+  #parseMagic(buf: Buffer, pos: number): { next: number; record?: SplitRecord } | undefined {
+    if (buf.length - pos < SPLITSTREAM_MAGIC.length) return undefined;
+    if (!buf.subarray(pos, pos + SPLITSTREAM_MAGIC.length).equals(SPLITSTREAM_MAGIC)) {
+      throw this.#error('bad magic (not a splitstream, or an unknown version)');
+    }
+    const inlineMax = readUvarint(buf, pos + SPLITSTREAM_MAGIC.length);
+    if (inlineMax === undefined) return undefined;
+    const chunkSize = readUvarint(buf, inlineMax.next);
+    if (chunkSize === undefined) return undefined;
+    if (chunkSize.value === 0) throw this.#error('chunk size 0');
+    this.#params = { inlineMax: inlineMax.value, chunkSize: chunkSize.value };
+    this.#state = 'tag';
+    return { next: chunkSize.next };
+  }
+
+  #parseRecord(buf: Buffer, pos: number): { next: number; record?: SplitRecord } | undefined {
+    const tag = buf[pos]!;
+    switch (tag) {
+      case TAG_INLINE: {
+        const len = readUvarint(buf, pos + 1);
+        if (len === undefined) return undefined;
+        this.#state = 'inline';
+        this.#inlineLeft = len.value;
+        if (len.value === 0) this.#state = 'tag';
+        return { next: len.next };
+      }
+      case TAG_OBJECT: {
+        const size = readUvarint(buf, pos + 1);
+        if (size === undefined || buf.length < size.next + HASH_BYTES) return undefined;
+        if (size.value > this.params.chunkSize)
+          throw this.#error(`object record of ${size.value} bytes exceeds the chunk size`);
+        const hash = Buffer.from(buf.subarray(size.next, size.next + HASH_BYTES));
+        return { next: size.next + HASH_BYTES, record: { kind: 'object', size: size.value, hash } };
+      }
+      case TAG_CHUNKED: {
+        const size = readUvarint(buf, pos + 1);
+        if (size === undefined) return undefined;
+        const n = chunkCount(size.value, this.params.chunkSize);
+        if (buf.length < size.next + n * HASH_BYTES) return undefined;
+        const hashes: Uint8Array[] = [];
+        for (let i = 0; i < n; i++) {
+          const at = size.next + i * HASH_BYTES;
+          hashes.push(Buffer.from(buf.subarray(at, at + HASH_BYTES)));
+        }
+        return { next: size.next + n * HASH_BYTES, record: { kind: 'chunked', size: size.value, hashes } };
+      }
+      case TAG_END: {
+        if (buf.length < pos + 1 + HASH_BYTES) return undefined;
+        const size = readUvarint(buf, pos + 1 + HASH_BYTES);
+        if (size === undefined) return undefined;
+        this.#state = 'done';
+        const diffID = Buffer.from(buf.subarray(pos + 1, pos + 1 + HASH_BYTES));
+        return { next: size.next, record: { kind: 'end', diffID, size: size.value } };
+      }
+      default:
+        throw this.#error(`unknown record tag 0x${tag.toString(16)}`);
+    }
+  }
+
+  #error(message: string): InvalidFormatError {
+    return new InvalidFormatError(`splitstream ${this.source}: ${message}`);
+  }
+}
+
+/** Reads a uvarint at `pos`; undefined when the buffer ends first. */
+function readUvarint(buf: Uint8Array, pos: number): { value: number; next: number } | undefined {
+  let value = 0;
+  let scale = 1;
+  for (let i = 0; i < MAX_UVARINT_BYTES; i++) {
+    if (pos + i >= buf.length) return undefined;
+    const b = buf[pos + i]!;
+    value += (b & 0x7f) * scale;
+    if ((b & 0x80) === 0) return { value, next: pos + i + 1 };
+    scale *= 0x80;
+  }
+  throw new InvalidFormatError(`splitstream: uvarint longer than ${MAX_UVARINT_BYTES} bytes`);
+}

@@ -1,0 +1,516 @@
+/**
+ * The store: blobs, split layers (file objects in packs + splitstreams) and records, on a
+ * {@link Backend}. The storage layout and every format are specified in docs/store-format.md; the
+ * key layout is drawn in layout.ts and libs/store/README.md.
+ *
+ * Several processes may write one store at once: content is keyed by digest (writes are
+ * idempotent), things that cannot be content-keyed (packs, splitstreams) get random names and are
+ * unreachable until a record points at them, and each commit publishes last the record that makes
+ * its work visible (objects → index → layer record; layers → image record → reference).
+ */
+import {
+  digesterFor,
+  parseDigest,
+  type Digest,
+  type DiffID,
+  type MediaType,
+  type Platform,
+  type Reference,
+} from '@stevedore/oci';
+import { pipeline, Transform, type Readable } from 'node:stream';
+import { listAll, type Backend, type BackendStats } from './backend/backend.ts';
+import { DirectoryBackend } from './backend/directory.ts';
+import { S3Backend, type S3BackendConfig } from './backend/s3.ts';
+import {
+  CorruptObjectError,
+  DigestMismatchError,
+  InvalidFormatError,
+  MissingDependencyError,
+  ObjectNotFoundError,
+} from './errors.ts';
+import { importLayer, INLINE_MAX, type ImportOptions, type ImportResult } from './import.ts';
+import { openLayer, readFile } from './layer-reader.ts';
+import { blobKey, FORMAT_KEY, imageKey, layerBlobKey, layerKey, PREFIX, referenceKey } from './layout.ts';
+import { sharedLimiter, type Limiter } from './limiter.ts';
+import { CHUNK_SIZE, ObjectStore, PACK_TARGET } from './objects.ts';
+import {
+  decodeImageRecord,
+  decodeLayerBlobRecord,
+  decodeLayerRecord,
+  decodeReferenceRecord,
+  encodeRecord,
+  SCHEMA_VERSION,
+  type BlobDescriptor,
+  type ImageLayer,
+  type ImageRecord,
+  type LayerBlobRecord,
+  type LayerRecord,
+  type ReferenceRecord,
+} from './records.ts';
+
+/**
+ * What happens to a compressed layer blob once its layer is split and committed: `keep` it (exports
+ * and a mirror can hand out the original bytes) or `drop` it (maximum dedup).
+ */
+export type BlobPolicy = 'keep' | 'drop';
+
+export type BackendConfig =
+  { readonly kind: 'directory'; readonly path: string } | ({ readonly kind: 's3' } & S3BackendConfig);
+
+export interface StoreConfig {
+  /** Where the store lives: a backend config, or a backend instance. */
+  readonly backend: BackendConfig | Backend;
+  /** Default `keep`. */
+  readonly blobPolicy?: BlobPolicy;
+  /** Default: the process-wide {@link sharedLimiter}. */
+  readonly limiter?: Limiter;
+}
+
+/** The format marker at {@link FORMAT_KEY}. */
+interface FormatMarker {
+  readonly format: 'stevedore-store';
+  readonly version: 1;
+  readonly chunkSize: number;
+  readonly packTarget: number;
+  readonly inlineMax: number;
+  readonly createdAt: string;
+}
+
+const FORMAT_NAME = 'stevedore-store';
+const FORMAT_VERSION = 1;
+/** Records read at once when listing. */
+const LIST_READ_CONCURRENCY = 16;
+
+export interface BlobInfo {
+  readonly digest: Digest;
+  readonly size: number;
+}
+
+/** Input of {@link Store.commitLayer}: a compressed blob and the layer it decompresses to. */
+export interface LayerBlob {
+  readonly digest: Digest;
+  readonly diffID: DiffID;
+  readonly size: number;
+  readonly mediaType: MediaType;
+}
+
+/** Input of {@link Store.putImage}. */
+export interface NewImage {
+  readonly manifest: BlobDescriptor;
+  readonly config: BlobDescriptor;
+  readonly platform?: Platform;
+  readonly layers: readonly ImageLayer[];
+}
+
+/** Everything committed in the store, to rebuild derived state (Redis) from. */
+export interface ReindexResult {
+  readonly layers: LayerRecord[];
+  readonly layerBlobs: LayerBlobRecord[];
+  readonly images: ImageRecord[];
+  readonly references: ReferenceRecord[];
+  readonly blobs: BlobInfo[];
+}
+
+interface Signal {
+  readonly signal?: AbortSignal;
+}
+
+async function mapLimited<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<R>,
+): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const run = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, run));
+  return out;
+}
+
+/** `source` piped through a transform checking the digest (and size) at the end. */
+function verifying(
+  source: Readable,
+  digest: Digest,
+  size: number | undefined,
+  onMismatch: (actual: string) => Error,
+): Readable {
+  const d = digesterFor(digest);
+  const check = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      d.update(chunk);
+      callback(null, chunk);
+    },
+    flush(callback) {
+      const actual = d.digest();
+      if (actual !== digest) callback(onMismatch(actual));
+      else if (size !== undefined && d.size !== size)
+        callback(onMismatch(`${actual} (${d.size} bytes, expected ${size})`));
+      else callback();
+    },
+  });
+  // Errors of `source` reach `check` (destroyed by pipeline) and whoever reads it.
+  pipeline(source, check, () => {});
+  return check;
+}
+
+/** A store opened on a backend. Create with {@link openStore}. */
+export class Store {
+  readonly backend: Backend;
+  readonly blobPolicy: BlobPolicy;
+  readonly limiter: Limiter;
+  readonly #objects: ObjectStore;
+
+  constructor(backend: Backend, options: { blobPolicy?: BlobPolicy; limiter?: Limiter } = {}) {
+    this.backend = backend;
+    this.blobPolicy = options.blobPolicy ?? 'keep';
+    this.limiter = options.limiter ?? sharedLimiter();
+    this.#objects = new ObjectStore(backend, this.limiter);
+  }
+
+  /** Request and byte counters of the backend. */
+  get stats(): BackendStats {
+    return this.backend.stats;
+  }
+
+  // ---- blobs -------------------------------------------------------------------------------
+
+  async hasBlob(digest: Digest, options: Signal = {}): Promise<boolean> {
+    return (await this.backend.head(blobKey(digest), options)) !== undefined;
+  }
+
+  /**
+   * Stores a blob if absent, verifying its digest (and `size` when given) before it becomes
+   * visible. A stream is consumed, or destroyed when the blob is already there.
+   */
+  async putBlob(
+    digest: Digest,
+    data: Uint8Array | Readable,
+    options: Signal & { size?: number } = {},
+  ): Promise<{ written: boolean }> {
+    const key = blobKey(digest);
+    if (await this.hasBlob(digest, options)) {
+      if (!(data instanceof Uint8Array)) data.destroy();
+      return { written: false };
+    }
+    const mismatch = (actual: string): Error => new DigestMismatchError(`blob ${digest}`, digest, actual);
+    if (data instanceof Uint8Array) {
+      const d = digesterFor(digest);
+      d.update(data);
+      if (d.digest() !== digest) throw mismatch(d.digest());
+      if (options.size !== undefined && data.length !== options.size)
+        throw mismatch(`${d.digest()} (${data.length} bytes)`);
+      await this.limiter.io.run(() => this.backend.put(key, data, options), options.signal);
+    } else {
+      const body = verifying(data, digest, options.size, mismatch);
+      await this.limiter.io.run(() => this.backend.put(key, body, options), options.signal);
+    }
+    await this.backend.sync();
+    return { written: true };
+  }
+
+  /** The blob as a stream; errors with CorruptObjectError at the end if it does not match. */
+  async getBlob(digest: Digest, options: Signal = {}): Promise<Readable> {
+    const key = blobKey(digest);
+    const raw = await this.backend.get(key, options);
+    return verifying(
+      raw,
+      digest,
+      undefined,
+      (actual) => new CorruptObjectError(key, `content hashes to ${actual}`),
+    );
+  }
+
+  /** A small blob (manifest, config) in memory, verified. */
+  async getBlobBytes(digest: Digest, options: Signal = {}): Promise<Buffer> {
+    const key = blobKey(digest);
+    const bytes = await this.backend.getBytes(key, options);
+    const d = digesterFor(digest);
+    d.update(bytes);
+    if (d.digest() !== digest) throw new CorruptObjectError(key, `content hashes to ${d.digest()}`);
+    return bytes;
+  }
+
+  async deleteBlob(digest: Digest, options: Signal = {}): Promise<void> {
+    await this.backend.delete(blobKey(digest), options);
+    await this.backend.sync();
+  }
+
+  async listBlobs(options: Signal = {}): Promise<BlobInfo[]> {
+    const out: BlobInfo[] = [];
+    for await (const { key, size } of listAll(this.backend, PREFIX.blobs, options)) {
+      const [alg, hex] = key.slice(PREFIX.blobs.length).split('/');
+      out.push({ digest: parseDigest(`${alg}:${hex}`), size });
+    }
+    return out;
+  }
+
+  // ---- layers ------------------------------------------------------------------------------
+
+  /**
+   * Splits an uncompressed layer tar into the store and publishes its layer record. Returns early
+   * (destroying `tar`) when `expectedDiffID` is given and already stored; fails, publishing
+   * nothing, on a malformed or truncated tar or a diffID mismatch.
+   */
+  async importLayer(tar: Readable, options: ImportOptions = {}): Promise<ImportResult> {
+    return importLayer(
+      {
+        backend: this.backend,
+        objects: this.#objects,
+        limiter: this.limiter,
+        readLayer: (diffID, signal) => this.getLayer(diffID, { signal }),
+      },
+      tar,
+      options,
+    );
+  }
+
+  async getLayer(diffID: DiffID, options: Signal = {}): Promise<LayerRecord | undefined> {
+    return this.#getRecord(layerKey(diffID), decodeLayerRecord, options);
+  }
+
+  async hasLayer(diffID: DiffID, options: Signal = {}): Promise<boolean> {
+    return (await this.backend.head(layerKey(diffID), options)) !== undefined;
+  }
+
+  async listLayers(options: Signal = {}): Promise<LayerRecord[]> {
+    return this.#listRecords(PREFIX.layers, decodeLayerRecord, options);
+  }
+
+  /**
+   * Deletes a layer record: the layer stops being visible. Its objects stay (they may be shared;
+   * garbage collection is not implemented yet).
+   */
+  async deleteLayer(diffID: DiffID, options: Signal = {}): Promise<void> {
+    await this.backend.delete(layerKey(diffID), options);
+    await this.backend.sync();
+  }
+
+  /** The exact tar of a stored layer; the stream errors if the rebuilt bytes do not hash to `diffID`. */
+  async openLayer(diffID: DiffID, options: Signal = {}): Promise<Readable> {
+    const layer = await this.#requireLayer(diffID, options);
+    return openLayer({ backend: this.backend, objects: this.#objects }, layer, options.signal);
+  }
+
+  /** One regular file of a layer (the last entry with that path; hard links followed). */
+  async readFile(diffID: DiffID, path: string, options: Signal = {}): Promise<Readable> {
+    const layer = await this.#requireLayer(diffID, options);
+    return readFile({ backend: this.backend, objects: this.#objects }, layer, path, options.signal);
+  }
+
+  /**
+   * Records that compressed blob `blob.digest` is layer `blob.diffID` (which must be imported), then
+   * applies the blob policy (`drop` deletes the compressed blob).
+   */
+  async commitLayer(
+    blob: LayerBlob,
+    options: Signal & { policy?: BlobPolicy } = {},
+  ): Promise<LayerBlobRecord> {
+    if (!(await this.hasLayer(blob.diffID, options))) {
+      throw new MissingDependencyError(
+        `cannot commit blob ${blob.digest}: layer ${blob.diffID} is not in the store`,
+      );
+    }
+    const record: LayerBlobRecord = {
+      schemaVersion: SCHEMA_VERSION,
+      digest: blob.digest,
+      diffID: blob.diffID,
+      size: blob.size,
+      mediaType: blob.mediaType,
+      createdAt: new Date().toISOString(),
+    };
+    await this.#putRecord(layerBlobKey(blob.digest), record, options);
+    if ((options.policy ?? this.blobPolicy) === 'drop') await this.deleteBlob(blob.digest, options);
+    return record;
+  }
+
+  async getLayerBlob(digest: Digest, options: Signal = {}): Promise<LayerBlobRecord | undefined> {
+    return this.#getRecord(layerBlobKey(digest), decodeLayerBlobRecord, options);
+  }
+
+  async listLayerBlobs(options: Signal = {}): Promise<LayerBlobRecord[]> {
+    return this.#listRecords(PREFIX.layerBlobs, decodeLayerBlobRecord, options);
+  }
+
+  // ---- images and references ---------------------------------------------------------------
+
+  /** Publishes an image record; its manifest and config blobs and its layers must be stored. */
+  async putImage(image: NewImage, options: Signal = {}): Promise<ImageRecord> {
+    const missing: string[] = [];
+    for (const d of [image.manifest.digest, image.config.digest]) {
+      if (!(await this.hasBlob(d, options))) missing.push(`blob ${d}`);
+    }
+    for (const l of image.layers) {
+      if (!(await this.hasLayer(l.diffID, options))) missing.push(`layer ${l.diffID}`);
+    }
+    if (missing.length > 0) {
+      throw new MissingDependencyError(
+        `cannot publish image ${image.manifest.digest}: missing ${missing.join(', ')}`,
+      );
+    }
+    const record: ImageRecord = {
+      schemaVersion: SCHEMA_VERSION,
+      manifest: image.manifest,
+      config: image.config,
+      ...(image.platform === undefined ? {} : { platform: image.platform }),
+      layers: image.layers,
+      createdAt: new Date().toISOString(),
+    };
+    await this.#putRecord(imageKey(image.manifest.digest), record, options);
+    return record;
+  }
+
+  async getImage(manifestDigest: Digest, options: Signal = {}): Promise<ImageRecord | undefined> {
+    return this.#getRecord(imageKey(manifestDigest), decodeImageRecord, options);
+  }
+
+  async listImages(options: Signal = {}): Promise<ImageRecord[]> {
+    return this.#listRecords(PREFIX.images, decodeImageRecord, options);
+  }
+
+  async deleteImage(manifestDigest: Digest, options: Signal = {}): Promise<void> {
+    await this.backend.delete(imageKey(manifestDigest), options);
+    await this.backend.sync();
+  }
+
+  /**
+   * Points tag reference `ref` at `digest` (a manifest or index blob that must be stored). Published
+   * last in a pull: everything it leads to is already visible.
+   */
+  async setReference(ref: Reference, digest: Digest, options: Signal = {}): Promise<ReferenceRecord> {
+    const key = referenceKey(ref);
+    if (!(await this.hasBlob(digest, options))) {
+      throw new MissingDependencyError(`cannot point ${tagOf(ref)} at ${digest}: blob not in the store`);
+    }
+    const record: ReferenceRecord = {
+      schemaVersion: SCHEMA_VERSION,
+      reference: tagOf(ref),
+      digest,
+      updatedAt: new Date().toISOString(),
+    };
+    await this.#putRecord(key, record, options);
+    return record;
+  }
+
+  async getReference(ref: Reference, options: Signal = {}): Promise<ReferenceRecord | undefined> {
+    return this.#getRecord(referenceKey(ref), decodeReferenceRecord, options);
+  }
+
+  async listReferences(options: Signal = {}): Promise<ReferenceRecord[]> {
+    return this.#listRecords(PREFIX.refs, decodeReferenceRecord, options);
+  }
+
+  async deleteReference(ref: Reference, options: Signal = {}): Promise<void> {
+    await this.backend.delete(referenceKey(ref), options);
+    await this.backend.sync();
+  }
+
+  /** Enumerates everything committed, to rebuild derived state from the store alone. */
+  async reindex(options: Signal = {}): Promise<ReindexResult> {
+    const [layers, layerBlobs, images, references, blobs] = await Promise.all([
+      this.listLayers(options),
+      this.listLayerBlobs(options),
+      this.listImages(options),
+      this.listReferences(options),
+      this.listBlobs(options),
+    ]);
+    return { layers, layerBlobs, images, references, blobs };
+  }
+
+  /** Syncs and releases the backend (the shared limiter stays). */
+  async close(): Promise<void> {
+    await this.backend.close();
+  }
+
+  async #requireLayer(diffID: DiffID, options: Signal): Promise<LayerRecord> {
+    const layer = await this.getLayer(diffID, options);
+    if (layer === undefined)
+      throw new ObjectNotFoundError(layerKey(diffID), `layer ${diffID} is not in the store`);
+    return layer;
+  }
+
+  async #getRecord<T>(
+    key: string,
+    decode: (b: Uint8Array, key: string) => T,
+    options: Signal,
+  ): Promise<T | undefined> {
+    let bytes: Buffer;
+    try {
+      bytes = await this.limiter.io.run(() => this.backend.getBytes(key, options), options.signal);
+    } catch (err) {
+      if (err instanceof ObjectNotFoundError) return undefined;
+      throw err;
+    }
+    return decode(bytes, key);
+  }
+
+  async #putRecord(key: string, record: object, options: Signal): Promise<void> {
+    await this.limiter.io.run(() => this.backend.put(key, encodeRecord(record), options), options.signal);
+    await this.backend.sync();
+  }
+
+  async #listRecords<T>(
+    prefix: string,
+    decode: (b: Uint8Array, key: string) => T,
+    options: Signal,
+  ): Promise<T[]> {
+    const keys: string[] = [];
+    for await (const { key } of listAll(this.backend, prefix, options))
+      if (key.endsWith('.json')) keys.push(key);
+    const records = await mapLimited(keys, LIST_READ_CONCURRENCY, (key) =>
+      this.#getRecord(key, decode, options),
+    );
+    // A record deleted between the list and the read is simply not there any more.
+    return records.filter((r) => r !== undefined);
+  }
+}
+
+/** `registry/repository:tag` (a digest in the reference is ignored: the record says where it points). */
+function tagOf(ref: Reference): string {
+  referenceKey(ref); // throws when there is no tag
+  return `${ref.registry}/${ref.repository}:${ref.tag}`;
+}
+
+/** Opens (creating when empty) a store; checks the format marker. */
+export async function openStore(config: StoreConfig): Promise<Store> {
+  const b = config.backend;
+  const backend: Backend =
+    'put' in b ? b : b.kind === 'directory' ? await DirectoryBackend.open(b.path) : new S3Backend(b);
+  await checkFormat(backend);
+  return new Store(backend, { blobPolicy: config.blobPolicy, limiter: config.limiter });
+}
+
+async function checkFormat(backend: Backend): Promise<void> {
+  let bytes: Buffer;
+  try {
+    bytes = await backend.getBytes(FORMAT_KEY);
+  } catch (err) {
+    if (!(err instanceof ObjectNotFoundError)) throw err;
+    const marker: FormatMarker = {
+      format: FORMAT_NAME,
+      version: FORMAT_VERSION,
+      chunkSize: CHUNK_SIZE,
+      packTarget: PACK_TARGET,
+      inlineMax: INLINE_MAX,
+      createdAt: new Date().toISOString(),
+    };
+    await backend.put(FORMAT_KEY, encodeRecord(marker));
+    await backend.sync();
+    return;
+  }
+  let marker: Partial<FormatMarker>;
+  try {
+    marker = JSON.parse(bytes.toString('utf8')) as Partial<FormatMarker>;
+  } catch (err) {
+    throw new InvalidFormatError(`${backend.description}/${FORMAT_KEY}: invalid JSON`, { cause: err });
+  }
+  if (marker.format !== FORMAT_NAME || marker.version !== FORMAT_VERSION) {
+    throw new InvalidFormatError(
+      `${backend.description}/${FORMAT_KEY}: not a ${FORMAT_NAME} v${FORMAT_VERSION} store (${JSON.stringify(marker.format)} v${JSON.stringify(marker.version)})`,
+    );
+  }
+}
