@@ -5,6 +5,7 @@
 #   openssl           certificates for the registry's token auth in tests
 #   apache2-utils     htpasswd, for the registry's basic auth in tests
 #   skopeo, podman    real clients that read stevedore's exports (tests and benchmarks)
+#   chromium          the browser that checks Bull Board in the tests (driven by playwright-core)
 # As root it runs apt-get; otherwise it prints exactly what to install and fails.
 set -euo pipefail
 
@@ -14,6 +15,7 @@ declare -A need=(
   [openssl]=openssl
   [htpasswd]=apache2-utils
   [skopeo]=skopeo
+  [chromium]=chromium
 )
 if [ "${STEVEDORE_WITH_PODMAN:-0}" = 1 ]; then need[podman]=podman; fi
 

@@ -1,2 +1,3 @@
 export * from './stack/index.ts';
 export * from './fixtures/index.ts';
+export * from './cluster/index.ts';

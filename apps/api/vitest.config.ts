@@ -1,0 +1,10 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['src/**/*.test.ts'],
+    globalSetup: ['@stevedore/testing/vitest-global-setup'],
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+  },
+});

@@ -1,0 +1,12 @@
+/** stevedore fetcher: wires configuration, clients and workers; the logic is in @stevedore/pipeline. */
+import { ConfigError } from '@stevedore/config';
+import { startWorkerService, stopOnSignals } from '@stevedore/pipeline';
+import { loadConfig } from './config.ts';
+
+try {
+  const service = await startWorkerService({ name: 'fetcher', roles: ['fetcher'], config: loadConfig() });
+  stopOnSignals(service);
+} catch (err) {
+  process.stderr.write(`stevedore fetcher: ${err instanceof ConfigError ? err.message : String(err)}\n`);
+  process.exit(1);
+}

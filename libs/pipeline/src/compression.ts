@@ -1,0 +1,75 @@
+/**
+ * Layer decompression: the codec is detected from the stream's first bytes and must agree with
+ * the media type (a gzip layer labelled zstd is an error naming both), then decoded with
+ * node:zlib (gzip and zstd are built into Node 24; no native addons).
+ */
+import { PassThrough, Readable, type Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip, createZstdDecompress } from 'node:zlib';
+import { layerCompression, parseMediaType, type LayerCompression } from '@stevedore/oci';
+
+const GZIP_MAGIC = [0x1f, 0x8b];
+const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
+/** The longest magic number we look for. */
+const SNIFF_BYTES = 4;
+
+export class CompressionMismatchError extends Error {
+  override readonly name = 'CompressionMismatchError';
+}
+
+export function sniffCompression(head: Uint8Array): LayerCompression {
+  const starts = (magic: number[]): boolean => magic.every((b, i) => head[i] === b);
+  if (starts(GZIP_MAGIC)) return 'gzip';
+  if (starts(ZSTD_MAGIC)) return 'zstd';
+  return 'none';
+}
+
+function decoder(compression: LayerCompression): Transform {
+  switch (compression) {
+    case 'gzip':
+      return createGunzip();
+    case 'zstd':
+      return createZstdDecompress();
+    case 'none':
+      return new PassThrough();
+  }
+}
+
+/**
+ * Returns the uncompressed tar stream of a layer blob. `what` names the layer in errors. The
+ * first chunk is inspected and then fed to the decoder, so nothing is read twice.
+ */
+export async function decompressLayer(blob: Readable, mediaType: string, what: string): Promise<Readable> {
+  const declared = layerCompression(parseMediaType(mediaType));
+  const iterator = blob[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  let head = Buffer.alloc(0);
+  const firstChunks: Buffer[] = [];
+  while (head.length < SNIFF_BYTES) {
+    const next = await iterator.next();
+    if (next.done === true) break;
+    firstChunks.push(next.value);
+    head = Buffer.concat([head, next.value]);
+  }
+  const actual = head.length === 0 ? declared : sniffCompression(head);
+  if (actual !== declared && !(declared === 'none' && actual !== 'none' && head.length < SNIFF_BYTES)) {
+    blob.destroy();
+    throw new CompressionMismatchError(
+      `${what}: media type ${mediaType} says ${declared}, but the content is ${actual}`,
+    );
+  }
+  async function* replay(): AsyncGenerator<Buffer> {
+    yield* firstChunks;
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done === true) return;
+      yield next.value;
+    }
+  }
+  const out = decoder(declared);
+  // The consumer reads `out`; pipeline ties their lifetimes (an abort downstream stops the blob).
+  pipeline(Readable.from(replay()), out).catch((err: unknown) => {
+    blob.destroy();
+    out.destroy(err instanceof Error ? err : new Error(String(err)));
+  });
+  return out;
+}

@@ -1,0 +1,129 @@
+/**
+ * The worker host: runs the BullMQ workers of the roles a process serves (fetcher, hasher,
+ * committer, or all three in one process), validates every payload at the boundary, and shuts
+ * down gracefully: on close it stops taking jobs and waits for the active ones to finish.
+ */
+import { FlowProducer, Queue, Worker, type Job, type Processor } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { LockManager } from '@stevedore/lock';
+import {
+  ALL_QUEUES,
+  DEFAULT_JOB_OPTIONS,
+  JOBS,
+  QUEUES,
+  QUEUE_PREFIX,
+  validateJobData,
+  type JobName,
+  type QueueName,
+} from '@stevedore/queue';
+import { NO_METRICS, type PipelineMetrics, type ProcessorDeps } from './deps.ts';
+import type { Logger } from './logger.ts';
+import type { PipelineRegistry, PipelineStore } from './ports.ts';
+import { processCommitImage } from './processors/commit-image.ts';
+import { processCommitLayer } from './processors/commit-layer.ts';
+import { processCommitReference } from './processors/commit-reference.ts';
+import { processFetchBlob } from './processors/fetch-blob.ts';
+import { processPull } from './processors/pull.ts';
+import { processSplitLayer } from './processors/split-layer.ts';
+
+export type Role = 'fetcher' | 'hasher' | 'committer';
+export const ROLES: readonly Role[] = ['fetcher', 'hasher', 'committer'];
+
+const ROLE_QUEUES: { readonly [R in Role]: readonly QueueName[] } = {
+  fetcher: [QUEUES.pull, QUEUES.fetch],
+  hasher: [QUEUES.split],
+  committer: [QUEUES.commit],
+};
+
+export interface HostOptions {
+  readonly roles: readonly Role[];
+  /** A connection for the workers (maxRetriesPerRequest: null); each worker duplicates it. */
+  readonly connection: Redis;
+  readonly store: PipelineStore;
+  readonly registry: PipelineRegistry;
+  readonly logger: Logger;
+  readonly metrics?: PipelineMetrics;
+  /** Jobs at once per queue. */
+  readonly concurrency: Readonly<Partial<Record<QueueName, number>>>;
+  readonly lockTtlMs?: number;
+}
+
+export interface WorkerHost {
+  readonly workers: readonly Worker[];
+  close(): Promise<void>;
+}
+
+/** One processor per job kind; a queue's worker dispatches on the job's name. */
+async function dispatch(
+  job: Job,
+  token: string | undefined,
+  deps: ProcessorDeps,
+  signal?: AbortSignal,
+): Promise<unknown> {
+  const name = job.name as JobName;
+  validateJobData(name, job.data, job.id);
+  switch (name) {
+    case JOBS.pull:
+      return processPull(job as Job<never>, token, deps, signal);
+    case JOBS.fetchBlob:
+      return processFetchBlob(job as Job<never>, token, deps, signal);
+    case JOBS.splitLayer:
+      return processSplitLayer(job as Job<never>, token, deps, signal);
+    case JOBS.commitLayer:
+      return processCommitLayer(job as Job<never>, deps);
+    case JOBS.commitImage:
+      return processCommitImage(job as Job<never>, deps);
+    case JOBS.commitReference:
+      return processCommitReference(job as Job<never>, deps);
+  }
+}
+
+export function startWorkerHost(options: HostOptions): WorkerHost {
+  const { connection, logger } = options;
+  const queues = new Map<string, Queue>(
+    ALL_QUEUES.map((name) => [
+      name,
+      new Queue(name, { connection, prefix: QUEUE_PREFIX, defaultJobOptions: DEFAULT_JOB_OPTIONS }),
+    ]),
+  );
+  const flows = new FlowProducer({ connection, prefix: QUEUE_PREFIX });
+  const locks = new LockManager(
+    connection,
+    options.lockTtlMs === undefined ? {} : { ttlMs: options.lockTtlMs },
+  );
+  const deps: ProcessorDeps = {
+    store: options.store,
+    registry: options.registry,
+    locks,
+    queues,
+    flows,
+    logger,
+    metrics: options.metrics ?? NO_METRICS,
+  };
+  const processor: Processor = (job, token, signal) => dispatch(job, token, deps, signal);
+  const served = [...new Set(options.roles.flatMap((role) => ROLE_QUEUES[role]))];
+  const workers = served.map((queueName) => {
+    const worker = new Worker(queueName, processor, {
+      connection,
+      prefix: QUEUE_PREFIX,
+      concurrency: options.concurrency[queueName] ?? 1,
+    });
+    worker.on('error', (err) => logger.error({ queue: queueName, err }, 'worker error'));
+    worker.on('failed', (job, err) => {
+      logger.warn(
+        { queue: queueName, jobId: job?.id, attemptsMade: job?.attemptsMade, err: err.message },
+        'job failed',
+      );
+    });
+    return worker;
+  });
+  logger.info({ roles: options.roles, queues: served }, 'workers started');
+  return {
+    workers,
+    async close() {
+      await Promise.all(workers.map((w) => w.close()));
+      await flows.close();
+      await Promise.all([...queues.values()].map((q) => q.close()));
+    },
+  };
+}

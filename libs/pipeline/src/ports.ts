@@ -1,0 +1,69 @@
+/**
+ * What the pipeline needs from the store and the registry: narrow interfaces, so processors are
+ * plain functions of (job, dependencies, signal) and unit tests can pass fakes. The real
+ * implementations are `@stevedore/store` (adapted in store-adapter.ts) and `RegistryClient`.
+ */
+import type { Readable } from 'node:stream';
+import type { Descriptor, DiffID, Digest, ParsedManifest, Reference } from '@stevedore/oci';
+
+export interface PublishOptions {
+  readonly signal?: AbortSignal;
+  /** Called right before the result becomes visible; throws to refuse (fencing). */
+  readonly beforePublish?: () => Promise<void>;
+}
+
+export interface LayerImportStats {
+  readonly diffID: DiffID;
+  readonly size: number;
+  readonly objectsWritten: number;
+  readonly objectsReused: number;
+  readonly bytesWritten: number;
+}
+
+export interface LayerRecordInput {
+  readonly diffID: DiffID;
+  readonly compressed: { readonly digest: Digest; readonly mediaType: string; readonly size: number };
+}
+
+export interface ImageRecordInput {
+  readonly manifestDigest: Digest;
+  readonly configDigest: Digest;
+  readonly platform: string;
+  readonly diffIDs: readonly DiffID[];
+}
+
+export interface PipelineStore {
+  readonly blobPolicy: 'keep' | 'drop';
+  hasBlob(digest: Digest): Promise<boolean>;
+  /** Streams `body` in, verifying size and digest, and publishes it under `digest`. */
+  putBlob(digest: Digest, size: number, body: Readable, options?: PublishOptions): Promise<void>;
+  putBlobBytes(digest: Digest, bytes: Uint8Array): Promise<void>;
+  getBlobBytes(digest: Digest, maxBytes: number): Promise<Uint8Array>;
+  openBlob(digest: Digest, signal?: AbortSignal): Promise<Readable>;
+  deleteBlob(digest: Digest): Promise<void>;
+  /** True when the layer record for `diffID` is committed. */
+  hasLayer(diffID: DiffID): Promise<boolean>;
+  /** True when the layer's content (objects and splitstream) is stored, committed or not. */
+  hasLayerContent(diffID: DiffID): Promise<boolean>;
+  importLayer(tar: Readable, expectedDiffID: DiffID, options?: PublishOptions): Promise<LayerImportStats>;
+  commitLayer(record: LayerRecordInput): Promise<void>;
+  commitImage(record: ImageRecordInput): Promise<void>;
+  setReference(reference: string, digest: Digest): Promise<void>;
+}
+
+export interface FetchedManifest {
+  readonly digest: Digest;
+  readonly mediaType: string;
+  readonly bytes: Uint8Array;
+  readonly parsed: ParsedManifest;
+}
+
+export interface PipelineRegistry {
+  getManifest(ref: Reference, options?: { signal?: AbortSignal }): Promise<FetchedManifest>;
+  /** A verifying stream of the blob (errors at the end on a digest or size mismatch). */
+  fetchBlob(
+    repo: { registry: string; repository: string },
+    descriptor: Pick<Descriptor, 'digest' | 'size'>,
+    options?: { signal?: AbortSignal },
+  ): Readable;
+}

@@ -1,0 +1,80 @@
+/**
+ * `fetch-blob` (fetcher): stream one layer blob from its registry into the store, verified while
+ * streaming, at most once across every worker (lock `blob:<digest>`). Skips when the layer is
+ * already committed by diffID (the same layer compressed differently) or the blob is stored.
+ */
+import type { Job } from 'bullmq';
+import { parseDiffID, parseDigest } from '@stevedore/oci';
+import { withBlobLock, type FetchBlobJob, type FetchProgress, type FetchResult } from '@stevedore/queue';
+import type { ProcessorDeps } from '../deps.ts';
+import { progressMeter } from '../progress.ts';
+
+function wasParked(job: Job): boolean {
+  return (job.progress as Partial<FetchProgress> | undefined)?.outcome === 'waiting';
+}
+
+export async function processFetchBlob(
+  job: Job<FetchBlobJob>,
+  token: string | undefined,
+  deps: ProcessorDeps,
+  signal?: AbortSignal,
+): Promise<FetchResult> {
+  const { store, registry, locks } = deps;
+  const digest = parseDigest(job.data.digest);
+  const diffID = parseDiffID(job.data.diffID);
+  const size = job.data.size;
+  const started = Date.now();
+  const log = deps.logger.child({
+    jobId: job.id,
+    queue: job.queueName,
+    digest,
+    repository: job.data.repository,
+  });
+
+  const alreadyThere = async (): Promise<boolean> =>
+    (await store.hasLayer(diffID)) || (await store.hasBlob(digest));
+  const reused = async (): Promise<FetchResult> => {
+    const outcome = wasParked(job) ? 'waited' : 'reused';
+    await job.updateProgress({ bytes: size, total: size, outcome } satisfies FetchProgress);
+    deps.metrics.count('bytes_skipped', size);
+    log.info({ outcome }, 'blob already stored');
+    return { outcome, bytesFetched: 0 };
+  };
+  if (await alreadyThere()) return reused();
+
+  const result = await withBlobLock(
+    { job, token, locks, queues: deps.queues, ...(signal === undefined ? {} : { signal }) },
+    `blob:${digest}`,
+    async (lockSignal, grant) => {
+      // Re-check under the lock: the previous holder committed before releasing.
+      if (await alreadyThere()) return reused();
+      const slash = job.data.repository.indexOf('/');
+      const repo = {
+        registry: job.data.repository.slice(0, slash),
+        repository: job.data.repository.slice(slash + 1),
+      };
+      const body = registry.fetchBlob(repo, { digest, size }, { signal: lockSignal });
+      const meter = progressMeter((bytes) => {
+        void job.updateProgress({ bytes, total: size, outcome: 'fetching' } satisfies FetchProgress);
+      });
+      const metered = body.pipe(meter);
+      body.once('error', (err) => metered.destroy(err));
+      await store.putBlob(digest, size, metered, {
+        signal: lockSignal,
+        beforePublish: () => locks.assertCurrent(grant),
+      });
+      deps.metrics.count('bytes_fetched', size);
+      deps.metrics.count('blobs_committed');
+      await job.updateProgress({ bytes: size, total: size, outcome: 'fetched' } satisfies FetchProgress);
+      log.info({ bytes: size }, 'blob fetched');
+      return { outcome: 'fetched', bytesFetched: size } satisfies FetchResult;
+    },
+    async () => {
+      deps.metrics.count('lock_waits');
+      await job.updateProgress({ bytes: 0, total: size, outcome: 'waiting' } satisfies FetchProgress);
+      log.info('blob being fetched by another worker: parked until it is committed');
+    },
+  );
+  deps.metrics.observe('stage_seconds', (Date.now() - started) / 1000, { stage: 'fetch' });
+  return result;
+}

@@ -1,0 +1,106 @@
+/**
+ * Running worker services: what a worker app's main.ts calls after parsing its config. Builds the
+ * clients (Redis, store, registry), starts the workers of the given roles and the health
+ * endpoint, and on SIGTERM/SIGINT stops taking jobs, lets the active ones finish (BullMQ
+ * `worker.close()`), and exits.
+ */
+import { RegistryClient, DEFAULT_INSECURE_REGISTRIES, defaultCredentialStore } from '@stevedore/oci';
+import type { Store } from '@stevedore/store';
+import { startHealthServer, type HealthServer } from './health.ts';
+import { startWorkerHost, type Role, type WorkerHost } from './host.ts';
+import { createLogger, type Logger } from './logger.ts';
+import type { PipelineMetrics } from './deps.ts';
+import { redactUrl, workerConnection } from './redis.ts';
+import type { WorkerConfig } from './service-config.ts';
+import { openConfiguredStore, pipelineStore } from './store-adapter.ts';
+
+export interface RunningService {
+  readonly host: WorkerHost;
+  readonly health: HealthServer;
+  readonly store: Store;
+  readonly logger: Logger;
+  /** Graceful stop: health goes 503, workers finish their active jobs, connections close. */
+  stop(): Promise<void>;
+}
+
+export interface ServiceOptions {
+  readonly name: string;
+  readonly roles: readonly Role[];
+  readonly config: WorkerConfig;
+  readonly metrics?: (
+    connection: ReturnType<typeof workerConnection>,
+  ) => PipelineMetrics & { close?(): Promise<void> };
+  readonly logger?: Logger;
+}
+
+export async function startWorkerService(options: ServiceOptions): Promise<RunningService> {
+  const { config } = options;
+  const logger = options.logger ?? createLogger({ name: options.name, level: config.STEVEDORE_LOG_LEVEL });
+  const connection = workerConnection(config.STEVEDORE_REDIS_URL);
+  const store = await openConfiguredStore(config);
+  const registry = new RegistryClient({
+    credentials: defaultCredentialStore(),
+    insecureRegistries: [...DEFAULT_INSECURE_REGISTRIES, ...config.STEVEDORE_INSECURE_REGISTRIES],
+    logger: logger.child({ component: 'registry' }),
+  });
+  const metrics = options.metrics?.(connection);
+  const host = startWorkerHost({
+    roles: options.roles,
+    connection,
+    store: pipelineStore(store),
+    registry,
+    logger,
+    ...(metrics === undefined ? {} : { metrics }),
+    lockTtlMs: config.STEVEDORE_LOCK_TTL_MS,
+    concurrency: {
+      pull: config.STEVEDORE_PULL_CONCURRENCY,
+      fetch: config.STEVEDORE_FETCH_CONCURRENCY,
+      split: config.STEVEDORE_SPLIT_CONCURRENCY,
+      commit: config.STEVEDORE_COMMIT_CONCURRENCY,
+    },
+  });
+  const health = await startHealthServer(config.STEVEDORE_HEALTH_PORT, {
+    redis: async () => {
+      await connection.ping();
+    },
+    store: async () => {
+      await store.backend.head('stevedore-store.json');
+    },
+  });
+  logger.info({ redis: redactUrl(config.STEVEDORE_REDIS_URL), healthPort: health.port }, 'service started');
+  let stopping: Promise<void> | undefined;
+  return {
+    host,
+    health,
+    store,
+    logger,
+    stop() {
+      stopping ??= (async () => {
+        logger.info('stopping: finishing active jobs');
+        await health.close();
+        await host.close();
+        await metrics?.close?.();
+        await store.close();
+        await connection.quit();
+        logger.info('stopped');
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** Installs SIGTERM/SIGINT handlers that stop the service gracefully and exit. */
+export function stopOnSignals(service: RunningService): void {
+  const onSignal = (signal: NodeJS.Signals): void => {
+    service.logger.info({ signal }, 'signal received');
+    service.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        service.logger.error({ err }, 'error while stopping');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+}
