@@ -1,0 +1,536 @@
+/**
+ * The store suite, run against both backends: a directory in a temp dir, and S3 on the stack's
+ * S3 server (a fresh key prefix per store).
+ */
+import { digestOf, parseDiffID, parseMediaType, parseReference, type Digest } from '@stevedore/oci';
+import '@stevedore/testing';
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { gzipSync, zstdCompressSync } from 'node:zlib';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import {
+  CorruptObjectError,
+  DigestMismatchError,
+  diffStats,
+  listAll,
+  MalformedTarError,
+  MissingDependencyError,
+  ObjectNotFoundError,
+  openStore,
+  snapshotStats,
+  type BlobPolicy,
+  type Store,
+} from '../src/index.ts';
+import {
+  BIG,
+  chunked,
+  collect,
+  gnuTar,
+  handcraftedTar,
+  KiB,
+  makeTree,
+  MiB,
+  packTar,
+  randomFiles,
+  TEXT,
+  tarStreamEntries,
+} from './fixtures.ts';
+import { entry, header, tarOf } from './tar-builder.ts';
+
+const tempDirs: string[] = [];
+const stores: Store[] = [];
+afterAll(async () => {
+  await Promise.all(stores.map((s) => s.close()));
+  await Promise.all(tempDirs.map((d) => rm(d, { recursive: true, force: true })));
+});
+
+async function tempDir(prefix: string): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), prefix));
+  tempDirs.push(d);
+  return d;
+}
+
+interface BackendCase {
+  readonly name: string;
+  /** A fresh, empty store location; `open` opens a store on it (call twice: two "processes"). */
+  location(): Promise<(policy?: BlobPolicy) => Promise<Store>>;
+}
+
+const BACKENDS: BackendCase[] = [
+  {
+    name: 'directory',
+    async location() {
+      const path = await tempDir('stevedore-store-');
+      return async (blobPolicy) => {
+        const s = await openStore({ backend: { kind: 'directory', path }, blobPolicy });
+        stores.push(s);
+        return s;
+      };
+    },
+  },
+  {
+    name: 's3',
+    location() {
+      const s3 = inject('stack').s3;
+      const prefix = `store-test-${randomUUID()}`;
+      return Promise.resolve(async (blobPolicy?: BlobPolicy) => {
+        const s = await openStore({
+          backend: {
+            kind: 's3',
+            bucket: s3.bucket,
+            prefix,
+            endpoint: s3.endpoint,
+            region: s3.region,
+            forcePathStyle: s3.forcePathStyle,
+            credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+          },
+          blobPolicy,
+        });
+        stores.push(s);
+        return s;
+      });
+    },
+  },
+];
+
+/** Every key in the store with its size, sorted. */
+async function keys(store: Store): Promise<string[]> {
+  const out: string[] = [];
+  for await (const o of listAll(store.backend, '')) out.push(`${o.key} ${o.size}`);
+  return out;
+}
+
+async function totalBytes(store: Store): Promise<number> {
+  let n = 0;
+  for await (const o of listAll(store.backend, '')) n += o.size;
+  return n;
+}
+
+async function flipByte(store: Store, key: string, offset: number): Promise<void> {
+  const bytes = await store.backend.getBytes(key);
+  bytes[offset] = bytes[offset]! ^ 0xff;
+  await store.backend.put(key, bytes);
+}
+
+const diffIDOf = (tar: Uint8Array) => parseDiffID(digestOf(tar));
+const LAYER_GZIP = parseMediaType('application/vnd.oci.image.layer.v1.tar+gzip');
+const LAYER_ZSTD = parseMediaType('application/vnd.oci.image.layer.v1.tar+zstd');
+
+describe.each(BACKENDS)('store on $name', (backend) => {
+  async function freshStore(policy?: BlobPolicy): Promise<Store> {
+    return (await backend.location())(policy);
+  }
+
+  describe('round trips byte for byte', () => {
+    const cases: [string, () => Promise<{ tar: Buffer; files: [string, Buffer][] }>][] = [
+      [
+        'tar-stream: files, links, empty and long names',
+        async () => ({
+          tar: await packTar(tarStreamEntries()),
+          files: [
+            ['usr/share/doc/text.txt', TEXT],
+            ['/usr/lib/big.so', BIG],
+            ['usr/lib/big-link.so', BIG],
+            ['./etc/os-release', Buffer.from('ID=stevedore')],
+            ['empty', Buffer.alloc(0)],
+            [`deep/${'a'.repeat(120)}/${'b'.repeat(90)}.txt`, Buffer.from('long!')],
+            ['ünïcødé/файл', Buffer.from('utf8')],
+          ],
+        }),
+      ],
+      ...(['gnu', 'pax'] as const).map((format): (typeof cases)[number] => [
+        `GNU tar --format=${format} of a real directory`,
+        async () => {
+          const dir = await tempDir('stevedore-tree-');
+          await makeTree(dir);
+          return {
+            tar: await gnuTar(dir, format),
+            files: [
+              ['text.txt', TEXT],
+              ['text-hardlink.txt', TEXT],
+              ['big.bin', BIG],
+              ['empty.txt', Buffer.alloc(0)],
+              [`${'x'.repeat(80)}/${'y'.repeat(80)}/${'z'.repeat(100)}.txt`, TEXT.subarray(0, 5000)],
+            ],
+          };
+        },
+      ]),
+      [
+        'handcrafted: devices with huge sizes, hostile names, v7, PAX size, GNU long name, base-256',
+        () =>
+          Promise.resolve({
+            tar: handcraftedTar(),
+            files: [
+              ['../../etc/passwd', Buffer.from('root:x:0:0::/root:/bin/sh\n')],
+              ['/absolute/path', Buffer.from('root:x:0:0::/root:/bin/sh\n')],
+              ['pax/renamed/entry', Buffer.alloc(100, 0x70)],
+              [`gnu/${'long-'.repeat(40)}name`, Buffer.alloc(65, 0x47)],
+              ['v7-file', Buffer.from('old style')],
+              ['base256-sized', Buffer.alloc(513, 0x42)],
+            ],
+          }),
+      ],
+    ];
+
+    it.each(cases)('%s', async (_name, make) => {
+      const { tar, files } = await make();
+      const store = await freshStore();
+      const result = await store.importLayer(chunked(tar, 10_000));
+      expect(result.diffID).toBe(diffIDOf(tar));
+      expect(result.size).toBe(tar.length);
+      expect(result.alreadyPresent).toBe(false);
+      const rebuilt = await collect(await store.openLayer(result.diffID));
+      expect(rebuilt.length).toBe(tar.length);
+      expect(rebuilt.equals(tar)).toBe(true);
+      for (const [path, content] of files) {
+        const got = await collect(await store.readFile(result.diffID, path));
+        expect(got.equals(content), path).toBe(true);
+      }
+    });
+
+    it('pins the diffID of the handcrafted fixture', async () => {
+      const store = await freshStore();
+      const result = await store.importLayer(chunked(handcraftedTar()));
+      expect(result.diffID).toBe('sha256:d1dc565bf26c9fddfc1824ff1bd8be064c2907176dd843e78b7f4958e8e29809');
+    });
+  });
+
+  it('stores the same layer once: a second import writes no object, an expected diffID returns early', async () => {
+    const store = await freshStore();
+    const tar = await packTar(randomFiles(100, 50, 20 * KiB));
+    const first = await store.importLayer(chunked(tar));
+    expect(first.stats).toMatchObject({
+      objectsWritten: 50,
+      objectsReused: 0,
+      bytesWritten: 50 * 20 * KiB,
+      packsWritten: 1,
+    });
+    const before = await keys(store);
+
+    const again = await store.importLayer(chunked(tar));
+    expect(again.alreadyPresent).toBe(true);
+    expect(again.stats).toMatchObject({
+      objectsWritten: 0,
+      objectsReused: 50,
+      bytesWritten: 0,
+      packsWritten: 0,
+    });
+    expect(await keys(store)).toEqual(before);
+
+    const stats = snapshotStats(store.stats);
+    const early = await store.importLayer(chunked(tar), { expectedDiffID: first.diffID });
+    expect(early.alreadyPresent).toBe(true);
+    expect(early.record).toEqual(first.record);
+    expect(diffStats(store.stats, stats).requests).toMatchObject({ PUT: 0, DELETE: 0, LIST: 0 });
+  });
+
+  it('stores gzip and zstd versions of one tar once, by diffID', async () => {
+    const store = await freshStore('drop');
+    const tar = await packTar(randomFiles(200, 20, 10 * KiB));
+    const diffID = diffIDOf(tar);
+    const blobs = [
+      { bytes: gzipSync(tar), mediaType: LAYER_GZIP, decompress: 'gunzip' as const },
+      { bytes: zstdCompressSync(tar), mediaType: LAYER_ZSTD, decompress: 'zstd' as const },
+    ];
+    const results = [];
+    for (const b of blobs) {
+      const digest = digestOf(b.bytes);
+      await store.putBlob(digest, chunked(b.bytes), { size: b.bytes.length });
+      const { createGunzip, createZstdDecompress } = await import('node:zlib');
+      const blob = await store.getBlob(digest);
+      const tarStream = blob.pipe(b.decompress === 'gunzip' ? createGunzip() : createZstdDecompress());
+      const r = await store.importLayer(tarStream, {});
+      results.push(r);
+      await store.commitLayer({ digest, diffID: r.diffID, size: b.bytes.length, mediaType: b.mediaType });
+      expect(await store.hasBlob(digest)).toBe(false); // dropped: the policy is drop
+      expect((await store.getLayerBlob(digest))?.diffID).toBe(diffID);
+    }
+    expect(results.map((r) => [r.diffID, r.alreadyPresent, r.stats.objectsWritten])).toEqual([
+      [diffID, false, 20],
+      [diffID, true, 0],
+    ]);
+    expect((await store.listLayers()).map((l) => l.diffID)).toEqual([diffID]);
+    expect((await store.listLayerBlobs()).map((l) => l.diffID)).toEqual([diffID, diffID]);
+  });
+
+  it('adds about the changed files when 1% of the files change (drop policy)', async () => {
+    const store = await freshStore('drop');
+    const files = randomFiles(1000, 400, 25 * KiB);
+    const a = await packTar(files);
+    const changed = files.map((f, i) =>
+      i % 100 === 7 ? { ...f, content: Buffer.from(randomFiles(5000 + i, 1, 25 * KiB)[0]!.content!) } : f,
+    );
+    const b = await packTar(changed);
+    await store.importLayer(chunked(a));
+    const bytesBefore = await totalBytes(store);
+
+    const gz = gzipSync(b);
+    const gzDigest = digestOf(gz);
+    await store.putBlob(gzDigest, gz);
+    const result = await store.importLayer(chunked(b));
+    await store.commitLayer({
+      digest: gzDigest,
+      diffID: result.diffID,
+      size: gz.length,
+      mediaType: LAYER_GZIP,
+    });
+
+    expect(result.stats).toMatchObject({ objectsWritten: 4, objectsReused: 396, bytesWritten: 4 * 25 * KiB });
+    const added = (await totalBytes(store)) - bytesBefore;
+    expect(added).toBeGreaterThan(4 * 25 * KiB);
+    expect(added / b.length).toBeLessThan(0.02);
+    expect((await collect(await store.openLayer(result.diffID))).equals(b)).toBe(true);
+  });
+
+  it('writes one PUT per 8 MiB of new data plus a constant per layer', async () => {
+    const store = await freshStore();
+    // 400 x 100 KiB: packs flush at 8 MiB, i.e. every 82 files: 4 full packs and a last one.
+    const tar = await packTar(randomFiles(3000, 400, 100 * KiB));
+    const before = snapshotStats(store.stats);
+    const r = await store.importLayer(chunked(tar));
+    const d = diffStats(store.stats, before);
+    expect(r.stats.packsWritten).toBe(5);
+    // 5 packs, the splitstream, the index file, the layer record.
+    expect(d.requests.PUT).toBe(8);
+    expect(d.requests.POST).toBe(0);
+  });
+
+  describe('bad input leaves nothing visible', () => {
+    const good = (): Promise<Buffer> => packTar(randomFiles(4000, 30, 10 * KiB));
+    const cases: [string, () => Promise<Buffer>, RegExp, unknown][] = [
+      [
+        'a truncated tar',
+        async () => (await good()).subarray(0, 150_000),
+        /truncated in content/,
+        MalformedTarError,
+      ],
+      [
+        'a tar without end marker',
+        async () => (await good()).subarray(0, 30 * (512 + 10 * KiB)),
+        /missing end-of-archive marker/,
+        MalformedTarError,
+      ],
+      ['an empty stream', () => Promise.resolve(Buffer.alloc(0)), /empty stream/, MalformedTarError],
+      [
+        'a bad header checksum',
+        () => Promise.resolve(tarOf(entry({ name: 'x', content: TEXT, checksumDelta: 3 }))),
+        /checksum mismatch/,
+        MalformedTarError,
+      ],
+      [
+        'garbage',
+        () => Promise.resolve(Buffer.from(TEXT.subarray(0, 4096))),
+        /malformed tar at byte 0/,
+        MalformedTarError,
+      ],
+      [
+        'a truncated tar after packs were written',
+        async () => (await packTar(randomFiles(5000, 300, 100 * KiB))).subarray(0, 25 * MiB),
+        /truncated in content/,
+        MalformedTarError,
+      ],
+    ];
+    it.each(cases)('%s', async (_name, make, message, errorClass) => {
+      const store = await freshStore();
+      const before = await keys(store);
+      const tar = await make();
+      const err: unknown = await store.importLayer(chunked(tar)).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(errorClass);
+      expect((err as Error).message).toMatch(message);
+      expect(await keys(store)).toEqual(before);
+      expect(await store.listLayers()).toEqual([]);
+    });
+
+    it('a diffID mismatch', async () => {
+      const store = await freshStore();
+      const before = await keys(store);
+      const tar = await good();
+      const wrong = parseDiffID(digestOf('not this layer'));
+      const err: unknown = await store
+        .importLayer(chunked(tar), { expectedDiffID: wrong })
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(DigestMismatchError);
+      expect((err as DigestMismatchError).actual).toBe(diffIDOf(tar));
+      expect(await keys(store)).toEqual(before);
+    });
+
+    it('an aborted import', async () => {
+      const store = await freshStore();
+      const before = await keys(store);
+      const controller = new AbortController();
+      const tar = await good();
+      const slow = Readable.from(
+        (function* () {
+          yield tar.subarray(0, 100_000);
+          controller.abort(new Error('stop now'));
+          yield tar.subarray(100_000);
+        })(),
+      );
+      await expect(store.importLayer(slow, { signal: controller.signal })).rejects.toThrow();
+      expect(await keys(store)).toEqual(before);
+    });
+  });
+
+  describe('corruption is detected on read, naming the key', () => {
+    it('a flipped byte in a pack fails openLayer and readFile', async () => {
+      const store = await freshStore();
+      const tar = await packTar([{ header: { name: 'only.txt', size: TEXT.length }, content: TEXT }]);
+      const { diffID } = await store.importLayer(chunked(tar));
+      const [pack] = (await keys(store)).filter((k) => k.startsWith('packs/')).map((k) => k.split(' ')[0]!);
+      await flipByte(store, pack!, 100);
+      for (const read of [() => store.openLayer(diffID), () => store.readFile(diffID, 'only.txt')]) {
+        const err: unknown = await read()
+          .then((s) => collect(s))
+          .catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(CorruptObjectError);
+        expect((err as CorruptObjectError).key).toBe(pack);
+        expect((err as Error).message).toContain(`object sha256:${digestOf(TEXT).slice(7)}`);
+      }
+    });
+
+    it('a flipped byte in a splitstream or a blob', async () => {
+      const store = await freshStore();
+      const tar = await packTar(randomFiles(6000, 5, 1000));
+      const { diffID, record } = await store.importLayer(chunked(tar));
+      await flipByte(store, record.splitstream.key, record.splitstream.size - 3);
+      const err: unknown = await collect(await store.openLayer(diffID)).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(CorruptObjectError);
+      expect((err as CorruptObjectError).key).toBe(record.splitstream.key);
+
+      const blob = Buffer.from('{"schemaVersion":2}');
+      const digest = digestOf(blob);
+      await store.putBlob(digest, blob);
+      await flipByte(store, `blobs/sha256/${digest.slice(7)}`, 2);
+      await expect(store.getBlobBytes(digest)).rejects.toThrow(CorruptObjectError);
+      await expect(collect(await store.getBlob(digest))).rejects.toThrow(
+        `corrupt object blobs/sha256/${digest.slice(7)}`,
+      );
+    });
+  });
+
+  it('imports the same layer concurrently, in one and in two store instances, safely', async () => {
+    const open = await backend.location();
+    const [s1, s2] = [await open(), await open()];
+    const tar = await packTar(randomFiles(7000, 60, 50 * KiB));
+    const results = await Promise.all([s1, s1, s2, s2].map((s) => s.importLayer(chunked(tar, 32 * KiB))));
+    expect(new Set(results.map((r) => r.diffID))).toEqual(new Set([diffIDOf(tar)]));
+    expect((await s2.listLayers()).length).toBe(1);
+    for (const s of [s1, s2])
+      expect((await collect(await s.openLayer(diffIDOf(tar)))).equals(tar)).toBe(true);
+    // A later import in either instance finds every object.
+    const again = await s1.importLayer(chunked(tar));
+    expect(again.stats.objectsWritten).toBe(0);
+  });
+
+  it('reads a file by path: last entry wins, hard links followed, misses named', async () => {
+    const store = await freshStore();
+    const tar = tarOf(
+      entry({
+        name: 'dup.txt',
+        content: Buffer.from('first version, long enough to be an object: '.repeat(3)),
+      }),
+      entry({ name: './dup.txt', content: Buffer.from('second') }),
+      header({ name: 'link', typeflag: '1', linkname: 'dup.txt' }),
+      header({ name: 'dir/', typeflag: '5' }),
+    );
+    const { diffID } = await store.importLayer(chunked(tar));
+    expect((await collect(await store.readFile(diffID, 'dup.txt'))).toString()).toBe('second');
+    expect((await collect(await store.readFile(diffID, '/link'))).toString()).toBe('second');
+    await expect(store.readFile(diffID, 'missing')).rejects.toThrow(ObjectNotFoundError);
+    await expect(store.readFile(diffID, 'dir')).rejects.toThrow('not a regular file');
+  });
+
+  it('verifies blobs on put and publishes nothing on mismatch', async () => {
+    const store = await freshStore();
+    const data = Buffer.from(TEXT.subarray(0, 70_000));
+    const digest = digestOf(data);
+    const wrong = digestOf('other');
+    await expect(store.putBlob(wrong, chunked(data, 1000))).rejects.toThrow(DigestMismatchError);
+    await expect(store.putBlob(wrong, data)).rejects.toThrow(DigestMismatchError);
+    await expect(store.putBlob(digest, chunked(data), { size: data.length + 1 })).rejects.toThrow(
+      DigestMismatchError,
+    );
+    expect(await store.hasBlob(wrong)).toBe(false);
+    expect(await store.hasBlob(digest)).toBe(false);
+    expect(await store.putBlob(digest, chunked(data))).toEqual({ written: true });
+    expect(await store.putBlob(digest, chunked(data))).toEqual({ written: false });
+    expect((await store.getBlobBytes(digest)).equals(data)).toBe(true);
+    expect(await store.listBlobs()).toEqual([{ digest, size: data.length }]);
+  });
+
+  it('publishes images after their layers and references last, and reindexes everything', async () => {
+    const store = await freshStore();
+    const tar = await packTar(randomFiles(8000, 3, 1000));
+    const layerBlob = gzipSync(tar);
+    const config = Buffer.from('{"architecture":"amd64","os":"linux"}');
+    const manifest = Buffer.from('{"schemaVersion":2,"layers":[]}');
+    const [layerDigest, configDigest, manifestDigest] = [layerBlob, config, manifest].map((b) =>
+      digestOf(b),
+    ) as [Digest, Digest, Digest];
+    const diffID = diffIDOf(tar);
+    const image = {
+      manifest: {
+        digest: manifestDigest,
+        size: manifest.length,
+        mediaType: parseMediaType('application/vnd.oci.image.manifest.v1+json'),
+      },
+      config: {
+        digest: configDigest,
+        size: config.length,
+        mediaType: parseMediaType('application/vnd.oci.image.config.v1+json'),
+      },
+      platform: { os: 'linux', architecture: 'amd64' },
+      layers: [{ digest: layerDigest, diffID, size: layerBlob.length, mediaType: LAYER_GZIP }],
+    };
+    const ref = parseReference('localhost:5000/team/app:1.0');
+
+    await expect(store.putImage(image)).rejects.toThrow(MissingDependencyError);
+    await expect(store.setReference(ref, manifestDigest)).rejects.toThrow(MissingDependencyError);
+    await expect(
+      store.commitLayer({ digest: layerDigest, diffID, size: layerBlob.length, mediaType: LAYER_GZIP }),
+    ).rejects.toThrow(`layer ${diffID} is not in the store`);
+
+    await store.putBlob(layerDigest, layerBlob);
+    await store.importLayer(chunked(tar));
+    const link = await store.commitLayer({
+      digest: layerDigest,
+      diffID,
+      size: layerBlob.length,
+      mediaType: LAYER_GZIP,
+    });
+    expect(await store.hasBlob(layerDigest)).toBe(true); // keep policy
+    await store.putBlob(configDigest, config);
+    await store.putBlob(manifestDigest, manifest);
+    const imageRecord = await store.putImage(image);
+    const refRecord = await store.setReference(ref, manifestDigest);
+    expect(refRecord.reference).toBe('localhost:5000/team/app:1.0');
+    expect(await store.getReference(ref)).toEqual(refRecord);
+    expect(await store.getImage(manifestDigest)).toEqual(imageRecord);
+
+    const all = await store.reindex();
+    expect(all.layers.map((l) => l.diffID)).toEqual([diffID]);
+    expect(all.layerBlobs).toEqual([link]);
+    expect(all.images).toEqual([imageRecord]);
+    expect(all.references).toEqual([refRecord]);
+    expect(all.blobs.map((b) => b.digest).sort()).toEqual([layerDigest, configDigest, manifestDigest].sort());
+
+    await store.deleteReference(ref);
+    expect(await store.listReferences()).toEqual([]);
+  });
+});
+
+describe('directory backend', () => {
+  it('leaves no temporary files behind after failed imports', async () => {
+    const path = await tempDir('stevedore-store-');
+    const store = await openStore({ backend: { kind: 'directory', path } });
+    stores.push(store);
+    const tar = await packTar(randomFiles(9000, 200, 100 * KiB));
+    await expect(store.importLayer(chunked(tar.subarray(0, tar.length - 5000)))).rejects.toThrow(
+      MalformedTarError,
+    );
+    expect(await readdir(join(path, '.tmp'))).toEqual([]);
+  });
+});
