@@ -8,6 +8,7 @@
  *     GET    /v1/images/*           one image in detail     GET /openapi.json
  *     DELETE /v1/images/*           remove a tag reference  /admin/queues  Bull Board (Basic or bearer)
  */
+import { inspect } from 'node:util';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
@@ -44,6 +45,8 @@ import { formatValidationError } from './validation.ts';
 export const BOARD_PATH = '/admin/queues';
 /** A readiness check that takes longer than this counts as failed (probes have short timeouts). */
 export const READY_CHECK_TIMEOUT_MS = 2_000;
+/** Causes followed when describing a failed check. */
+const MAX_CAUSE_DEPTH = 4;
 /** Largest request body: a pull request is a few hundred bytes. */
 const BODY_LIMIT_BYTES = 16 * 1024;
 
@@ -89,6 +92,16 @@ function pullView(status: PullStatus): Record<string, unknown> {
     error: status.failedReason ?? null,
     result: status.result ?? null,
   };
+}
+
+/** An error's message followed by its causes' (`a: b: c`), for probe answers. */
+export function messageChain(err: unknown): string {
+  const parts: string[] = [];
+  for (let e: unknown = err, depth = 0; e !== undefined && depth < MAX_CAUSE_DEPTH; depth++) {
+    parts.push(e instanceof Error ? e.message : inspect(e));
+    e = e instanceof Error ? e.cause : undefined;
+  }
+  return parts.join(': ');
 }
 
 async function withTimeout<T>(what: string, run: (signal: AbortSignal) => Promise<T>): Promise<T> {
@@ -176,7 +189,7 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
         response: { 200: healthSchema },
       }),
     },
-    async () => ({ status: 'ok' }),
+    () => Promise.resolve({ status: 'ok' }),
   );
 
   app.get(
@@ -201,7 +214,7 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
           try {
             await check();
           } catch (err) {
-            failed[name] = err instanceof Error ? err.message : String(err);
+            failed[name] = messageChain(err);
           }
         }),
       );

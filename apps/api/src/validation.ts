@@ -20,7 +20,7 @@ export function inputPath(dataVar: string, instancePath: string): string {
 
 export function describeValidationError(error: FastifySchemaValidationError, dataVar: string): string {
   const at = inputPath(dataVar, error.instancePath);
-  const params = error.params as Record<string, unknown>;
+  const params = error.params;
   switch (error.keyword) {
     case 'required':
       return `${at}.${segment(String(params.missingProperty))} is required`;
