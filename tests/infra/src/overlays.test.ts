@@ -14,6 +14,7 @@ import type { IScaledObject } from '@kubernetes-models/keda/keda.sh/v1alpha1';
 import { parse as parseYaml } from 'yaml';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseEnv } from '@stevedore/config';
+import { QUEUE_JOBS_METRIC, QUEUE_STATES } from '@stevedore/metrics';
 import { ALL_QUEUES } from '@stevedore/queue';
 import {
   containerEnv,
@@ -68,6 +69,22 @@ const MIN_WORKER_GRACE_S = Math.ceil(LARGE_LAYER_BYTES / LAYER_THROUGHPUT_BYTES_
 const MIN_SCALE_DOWN_WINDOW_S = 300;
 /** The states the queue gauges must count: jobs waiting for a worker and jobs a worker holds. */
 const LOAD_STATES = ['active', 'waiting'];
+
+/**
+ * Every api replica exports the same fleet-wide queue counts, so a query must take one of them
+ * (`max by (queue, state)`) before adding queues and states up: a plain sum counts each job once
+ * per replica.
+ */
+function expectOneReplicaCounted(query: string): void {
+  const by = new RegExp(`max by \\(([^)]*)\\) \\((?:<<\\.Series>>|${QUEUE_JOBS_METRIC})\\{`).exec(query);
+  expect(by, `${query}: max by (...) over ${QUEUE_JOBS_METRIC}`).not.toBeNull();
+  const labels = (by?.[1] ?? '').split(',').map((l) => l.trim());
+  expect(labels, query).toEqual(expect.arrayContaining(['queue', 'state']));
+}
+
+it('counts load in states the queue gauges export', () => {
+  for (const state of LOAD_STATES) expect(QUEUE_STATES).toContain(state);
+});
 
 interface AppContainer {
   readonly app: string;
@@ -403,6 +420,7 @@ describe.each(Object.keys(OVERLAYS))('overlay %s', (overlay) => {
       for (const trigger of so.spec.triggers) {
         expect(trigger.type).toBe('prometheus');
         const query = trigger.metadata['query'] ?? '';
+        expectOneReplicaCounted(query);
         expect(labelValues(query, 'state').sort(), query).toEqual(LOAD_STATES);
         const named = labelValues(query, 'queue');
         expect(named.length, query).toBeGreaterThan(0);
@@ -414,7 +432,7 @@ describe.each(Object.keys(OVERLAYS))('overlay %s', (overlay) => {
     const adapterRules = parseYaml(
       readFileSync(join(INFRA_DIR, 'components/hpa/prometheus-adapter-rules.yaml'), 'utf8'),
     ) as {
-      rules: { external: { name: { as: string }; metricsQuery: string }[] };
+      rules: { external: { seriesQuery: string; name: { as: string }; metricsQuery: string }[] };
     };
     for (const hpa of hpas) {
       targets.push(hpa.spec?.scaleTargetRef.name ?? '');
@@ -427,6 +445,8 @@ describe.each(Object.keys(OVERLAYS))('overlay %s', (overlay) => {
         const name = metric.external?.metric.name;
         const rule = adapterRules.rules.external.find((r) => r.name.as === name);
         expect(rule, `prometheus-adapter rule for ${name}`).toBeDefined();
+        expect(rule?.seriesQuery.startsWith(`${QUEUE_JOBS_METRIC}{`)).toBe(true);
+        expectOneReplicaCounted(rule?.metricsQuery ?? '');
         expect(labelValues(rule?.metricsQuery ?? '', 'state').sort()).toEqual(LOAD_STATES);
         const selector = metric.external?.metric.selector;
         const named = [
