@@ -10,6 +10,7 @@
  * buffering the layer.
  */
 import { Digester, parseDiffID, type DiffID } from '@stevedore/oci';
+import { StreamHasher } from './hashing.ts';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { addAbortSignal, PassThrough, Transform, type Readable } from 'node:stream';
@@ -224,7 +225,7 @@ export async function importLayer(
   const writer = new ObjectWriter(objects, stats, signal, fail);
   const ss = new SplitstreamWriter(backend, limiter, signal, fail);
   const splitter = new TarSplitter(INLINE_MAX);
-  const diff = new Digester('sha256');
+  const diff = new StreamHasher(limiter);
   let chain: Promise<void> = Promise.resolve();
   let small: Batch | undefined;
   // The entry whose external content is streaming: bytes left, and the current piece (object).
@@ -244,7 +245,13 @@ export async function importLayer(
 
   const newBatch = async (capacity: number): Promise<Batch> => {
     const release = await limiter.memory.acquire(capacity, signal);
-    const batch = { arena: Buffer.allocUnsafeSlow(capacity), used: 0, lengths: [], slots: [], release };
+    const batch = {
+      arena: Buffer.from(limiter.buffers.take(capacity)),
+      used: 0,
+      lengths: [],
+      slots: [],
+      release,
+    };
     unsealed.add(batch);
     return batch;
   };
@@ -262,6 +269,7 @@ export async function importLayer(
         hashes.forEach((h, i) => {
           batch.slots[i]!.hash = h;
         });
+        limiter.buffers.give(res.arena);
         ss.drain();
       } finally {
         batch.release();
@@ -276,7 +284,8 @@ export async function importLayer(
 
   /** Where the next piece of `pieceSize` bytes goes: the shared small batch, or its own arena. */
   const target = async (pieceSize: number): Promise<{ batch: Batch; dedicated: boolean }> => {
-    if (pieceSize > BATCH_BYTES) return { batch: await newBatch(pieceSize), dedicated: true };
+    // One arena size for every piece above a batch: buffers are reused by size.
+    if (pieceSize > BATCH_BYTES) return { batch: await newBatch(CHUNK_SIZE), dedicated: true };
     if (
       small !== undefined &&
       (small.used + pieceSize > small.arena.length || small.lengths.length >= MAX_BATCH_OBJECTS)
@@ -318,7 +327,7 @@ export async function importLayer(
 
   try {
     for await (const chunk of tar as AsyncIterable<Buffer>) {
-      diff.update(chunk);
+      await diff.update(chunk);
       for (const ev of splitter.push(chunk)) {
         switch (ev.kind) {
           case 'inline':
@@ -368,7 +377,7 @@ export async function importLayer(
     if (failure !== undefined) throw failure;
     await writer.finish();
 
-    const diffID = parseDiffID(diff.digest());
+    const diffID = parseDiffID(await diff.digest());
     if (options.expectedDiffID !== undefined && options.expectedDiffID !== diffID) {
       throw new DigestMismatchError('layer diffID', options.expectedDiffID, diffID);
     }
@@ -404,8 +413,12 @@ export async function importLayer(
     fail(cause);
     await ss.abort(cause);
     await chain.catch(() => undefined);
-    for (const b of unsealed) b.release();
+    for (const b of unsealed) {
+      limiter.buffers.give(b.arena.buffer as ArrayBuffer);
+      b.release();
+    }
     await writer.settle();
+    await diff.discard();
     tar.destroy();
     // Packs are unique to this import and unreachable without its index: remove them. Standalone
     // objects are not: another import may have written the same key concurrently.

@@ -8,6 +8,7 @@ import { Digester } from '@stevedore/oci';
 import { pipeline, Readable, Transform } from 'node:stream';
 import { createZstdDecompress } from 'node:zlib';
 import type { Backend } from './backend/backend.ts';
+import { StreamHasher } from './hashing.ts';
 import {
   CorruptObjectError,
   DigestMismatchError,
@@ -147,7 +148,7 @@ async function* rebuild(
   const { objects } = deps;
   await objects.refresh(signal);
   const context = `layer ${layer.diffID}`;
-  const out = new Digester('sha256');
+  const out = new StreamHasher(objects.limiter);
   const queue: Item[] = [];
   let head = 0;
   let ahead = 0;
@@ -205,7 +206,6 @@ async function* rebuild(
     ahead += size;
   };
   const take = (piece: Buffer): Buffer | undefined => {
-    out.update(piece);
     pending.push(piece);
     pendingBytes += piece.length;
     if (pendingBytes < OUTPUT_CHUNK_BYTES) return undefined;
@@ -239,6 +239,7 @@ async function* rebuild(
         if (g.consumed === g.items.length) g.result = Promise.resolve(Buffer.alloc(0));
       }
       ahead -= piece.length;
+      await out.update(piece);
       const ready = take(piece);
       if (ready !== undefined) yield ready;
     }
@@ -280,7 +281,7 @@ async function* rebuild(
   yield* emit(-1);
   const last = flush();
   if (last !== undefined) yield last;
-  const actual = out.digest();
+  const actual = await out.digest();
   if (actual !== layer.diffID || out.size !== layer.size) {
     throw new DigestMismatchError(`rebuilt layer ${layer.diffID} (${out.size} bytes)`, layer.diffID, actual);
   }

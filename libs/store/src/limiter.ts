@@ -10,13 +10,20 @@
  *   a byte budget before they are read from the input, and released once written. Waiting for the
  *   budget is what applies backpressure to the input stream.
  * - I/O: backend requests made by the store run through a counting semaphore.
+ * - Buffers: arenas, pack buffers and hash blocks come from a free list by size, so a long import
+ *   allocates (and the garbage collector frees) almost nothing in its steady state.
+ * - Sequential hashing (a layer's diffID: one hash over the whole stream, in order) runs in the
+ *   pool too, pinned to one worker so its blocks are hashed in order.
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { WorkerRequest, WorkerResponse } from './worker.ts';
 
-/** Default memory budget for in-flight object bytes (8 chunks of 8 MiB). */
-export const DEFAULT_MEMORY_BYTES = 64 * 1024 * 1024;
+/**
+ * Default memory budget for object bytes in flight (arenas of 1-2 MiB): enough to keep a worker per
+ * core busy with a batch queued behind it, small enough for the 256 MiB RSS target.
+ */
+export const DEFAULT_MEMORY_BYTES = 16 * 1024 * 1024;
 /** Default concurrent backend requests (enough to hide S3 latency, little memory). */
 export const DEFAULT_IO_CONCURRENCY = 8;
 const WORKER_MARKER = 'stevedore-store-worker';
@@ -114,82 +121,131 @@ interface Task {
   readonly reject: (err: unknown) => void;
 }
 
-/** Worker threads running worker.ts; tasks queue FIFO. Idle workers don't keep the process alive. */
+interface Slot {
+  worker: Worker | undefined;
+  busy: Task | undefined;
+  /** Tasks that must run on this worker, in order (stateful work such as a stream's hash). */
+  readonly queue: Task[];
+}
+
+/**
+ * Worker threads running worker.ts. Tasks queue FIFO and go to the first idle worker, except
+ * tasks with an affinity, which run in order on that worker (ahead of shared tasks). Idle workers
+ * don't keep the process alive.
+ */
 export class WorkerPool {
   readonly size: number;
-  #idle: Worker[] = [];
-  #busy = new Map<Worker, Task>();
-  #queue: Task[] = [];
-  #all = new Set<Worker>();
+  #slots: Slot[];
+  #shared: Task[] = [];
   #nextId = 1;
   #closed = false;
 
   constructor(size: number) {
     this.size = size;
+    this.#slots = Array.from({ length: size }, () => ({ worker: undefined, busy: undefined, queue: [] }));
   }
 
-  run<R extends WorkerRequest>(request: Omit<R, 'id'>, transfer: ArrayBuffer[] = []): Promise<ResponseOf<R>> {
+  run<R extends WorkerRequest>(
+    request: Omit<R, 'id'>,
+    transfer: ArrayBuffer[] = [],
+    affinity?: number,
+  ): Promise<ResponseOf<R>> {
     if (this.#closed) return Promise.reject(new Error('worker pool closed'));
     return new Promise<WorkerResponse>((resolve, reject) => {
-      this.#queue.push({
+      const task: Task = {
         request: { ...request, id: this.#nextId++ } as unknown as WorkerRequest,
         transfer,
         resolve,
         reject,
-      });
+      };
+      if (affinity === undefined) this.#shared.push(task);
+      else this.#slots[affinity % this.size]!.queue.push(task);
       this.#dispatch();
     }) as Promise<ResponseOf<R>>;
   }
 
   async close(): Promise<void> {
     this.#closed = true;
-    for (const t of this.#queue) t.reject(new Error('worker pool closed'));
-    this.#queue = [];
-    await Promise.all([...this.#all].map((w) => w.terminate()));
+    const closed = new Error('worker pool closed');
+    for (const t of this.#shared) t.reject(closed);
+    this.#shared = [];
+    const workers: Worker[] = [];
+    for (const slot of this.#slots) {
+      for (const t of slot.queue.splice(0)) t.reject(closed);
+      if (slot.worker !== undefined) workers.push(slot.worker);
+      slot.worker = undefined;
+    }
+    await Promise.all(workers.map((w) => w.terminate()));
   }
 
   #dispatch(): void {
-    while (this.#queue.length > 0) {
-      let worker = this.#idle.pop();
-      if (worker === undefined) {
-        if (this.#all.size >= this.size) return;
-        worker = this.#spawn();
-      }
-      const task = this.#queue.shift()!;
-      this.#busy.set(worker, task);
-      worker.ref();
-      worker.postMessage(task.request, task.transfer);
+    if (this.#closed) return;
+    for (const slot of this.#slots) {
+      if (slot.busy !== undefined) continue;
+      const task = slot.queue.shift() ?? this.#shared.shift();
+      if (task === undefined) continue;
+      slot.worker ??= this.#spawn(slot);
+      slot.busy = task;
+      slot.worker.ref();
+      slot.worker.postMessage(task.request, task.transfer);
     }
   }
 
-  #spawn(): Worker {
+  #spawn(slot: Slot): Worker {
     const worker = new Worker(new URL('./worker.ts', import.meta.url), { workerData: WORKER_MARKER });
-    this.#all.add(worker);
     worker.on('message', (response: WorkerResponse) => {
-      const task = this.#busy.get(worker);
-      this.#busy.delete(worker);
+      const task = slot.busy;
+      slot.busy = undefined;
       if (task !== undefined) {
         if (response.op === 'error') task.reject(new Error(`store worker failed: ${response.message}`));
         else task.resolve(response);
       }
-      this.#idle.push(worker);
       worker.unref();
       this.#dispatch();
     });
     const fail = (err: unknown): void => {
-      const task = this.#busy.get(worker);
-      this.#busy.delete(worker);
-      this.#all.delete(worker);
-      const i = this.#idle.indexOf(worker);
-      if (i >= 0) this.#idle.splice(i, 1);
+      if (slot.worker !== worker) return;
+      const task = slot.busy;
+      slot.busy = undefined;
+      slot.worker = undefined;
       task?.reject(new Error('store worker died', { cause: err }));
-      if (!this.#closed) this.#dispatch();
+      this.#dispatch();
     };
     worker.on('error', fail);
-    worker.on('exit', (code) => {
-      if (this.#all.has(worker)) fail(new Error(`exit code ${code}`));
-    });
+    worker.on('exit', (code) => fail(new Error(`exit code ${code}`)));
     return worker;
+  }
+}
+
+/**
+ * Free ArrayBuffers by size. `take` reuses one or allocates (without zero-filling); `give` keeps
+ * it for reuse unless `maxFreeBytes` are already kept. Buffers come back from workers as new
+ * ArrayBuffer objects over the same memory, which is why they are kept by size, not identity.
+ */
+export class BufferPool {
+  readonly maxFreeBytes: number;
+  #free = new Map<number, ArrayBuffer[]>();
+  #freeBytes = 0;
+
+  constructor(maxFreeBytes: number) {
+    this.maxFreeBytes = maxFreeBytes;
+  }
+
+  take(size: number): ArrayBuffer {
+    const b = this.#free.get(size)?.pop();
+    if (b !== undefined) {
+      this.#freeBytes -= size;
+      return b;
+    }
+    return Buffer.allocUnsafeSlow(size).buffer;
+  }
+
+  give(b: ArrayBuffer): void {
+    if (b.detached || this.#freeBytes + b.byteLength > this.maxFreeBytes) return;
+    let list = this.#free.get(b.byteLength);
+    if (list === undefined) this.#free.set(b.byteLength, (list = []));
+    list.push(b);
+    this.#freeBytes += b.byteLength;
   }
 }
 
@@ -198,11 +254,13 @@ export class Limiter {
   readonly pool: WorkerPool;
   readonly memory: Semaphore;
   readonly io: Semaphore;
+  readonly buffers: BufferPool;
 
   constructor(options: LimiterOptions = {}) {
     this.pool = new WorkerPool(options.workers ?? Math.max(1, availableParallelism()));
     this.memory = new Semaphore(options.memoryBytes ?? DEFAULT_MEMORY_BYTES);
     this.io = new Semaphore(options.ioConcurrency ?? DEFAULT_IO_CONCURRENCY);
+    this.buffers = new BufferPool(options.memoryBytes ?? DEFAULT_MEMORY_BYTES);
   }
 
   async close(): Promise<void> {

@@ -300,11 +300,20 @@ export class ObjectWriter {
   async finish(): Promise<void> {
     if (this.#current !== undefined && this.#current.used > 0) this.#flush();
     while (this.#flushing.size > 0) await Promise.all([...this.#flushing]);
+    this.#returnBuffers();
   }
 
   /** Waits for in-flight writes after a failure (their errors are already reported). */
   async settle(): Promise<void> {
     await Promise.allSettled([...this.#flushing]);
+    this.#returnBuffers();
+  }
+
+  #returnBuffers(): void {
+    if (this.#current !== undefined) this.#free.push(this.#current);
+    this.#current = undefined;
+    for (const b of this.#free) this.objects.limiter.buffers.give(b.buf.buffer as ArrayBuffer);
+    this.#free = [];
   }
 
   async #packWith(bytes: number): Promise<PackBuffer> {
@@ -313,7 +322,7 @@ export class ObjectWriter {
       let b = this.#free.pop();
       if (b === undefined && this.#allocated < PACK_BUFFERS) {
         this.#allocated++;
-        b = { buf: Buffer.allocUnsafeSlow(PACK_CAPACITY), id: '', used: 0 };
+        b = { buf: Buffer.from(this.objects.limiter.buffers.take(PACK_CAPACITY)), id: '', used: 0 };
       }
       while (b === undefined) {
         await new Promise<void>((resolve) => this.#waitingForBuffer.push(resolve));

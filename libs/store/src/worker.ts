@@ -4,7 +4,7 @@
  * hashing helper) and zstd. Messages are the {@link WorkerRequest}/{@link WorkerResponse} unions;
  * buffers are transferred, not copied, when the main thread owns them.
  */
-import { digestHex, digestOf } from '@stevedore/oci';
+import { Digester, digestHex, digestOf } from '@stevedore/oci';
 import { parentPort, workerData } from 'node:worker_threads';
 import { constants, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
 
@@ -63,8 +63,45 @@ export interface VerifyResponse {
   readonly bad: { readonly index: number; readonly reason: string } | undefined;
 }
 
-export type WorkerRequest = SplitRequest | VerifyRequest;
-export type WorkerResponse = SplitResponse | VerifyResponse | { op: 'error'; id: number; message: string };
+/** Feeds `length` bytes of `data` to the running hash of stream `stream` (created on first use). */
+export interface DigestUpdateRequest {
+  readonly op: 'digest-update';
+  readonly id: number;
+  readonly stream: number;
+  readonly data: ArrayBuffer;
+  readonly length: number;
+}
+
+export interface DigestUpdateResponse {
+  readonly op: 'digest-update';
+  readonly id: number;
+  /** The block, back for reuse. */
+  readonly data: ArrayBuffer;
+}
+
+/** Finishes (or, with `discard`, drops) the hash of stream `stream`. */
+export interface DigestEndRequest {
+  readonly op: 'digest-end';
+  readonly id: number;
+  readonly stream: number;
+  readonly discard: boolean;
+}
+
+export interface DigestEndResponse {
+  readonly op: 'digest-end';
+  readonly id: number;
+  /** `sha256:…`; empty when discarded. */
+  readonly digest: string;
+  readonly size: number;
+}
+
+export type WorkerRequest = SplitRequest | VerifyRequest | DigestUpdateRequest | DigestEndRequest;
+export type WorkerResponse =
+  | SplitResponse
+  | VerifyResponse
+  | DigestUpdateResponse
+  | DigestEndResponse
+  | { op: 'error'; id: number; message: string };
 
 const ZSTD_OPTIONS = { params: { [constants.ZSTD_c_compressionLevel]: ZSTD_LEVEL } };
 
@@ -148,6 +185,40 @@ export function verify(req: VerifyRequest): { response: VerifyResponse; transfer
   return { response: { op: 'verify', id: req.id, out: out.buffer, bad: undefined }, transfer: [out.buffer] };
 }
 
+const streams = new Map<number, Digester>();
+
+export function digestUpdate(req: DigestUpdateRequest): {
+  response: DigestUpdateResponse;
+  transfer: ArrayBuffer[];
+} {
+  let d = streams.get(req.stream);
+  if (d === undefined) streams.set(req.stream, (d = new Digester('sha256')));
+  d.update(new Uint8Array(req.data, 0, req.length));
+  return { response: { op: 'digest-update', id: req.id, data: req.data }, transfer: [req.data] };
+}
+
+export function digestEnd(req: DigestEndRequest): { response: DigestEndResponse; transfer: ArrayBuffer[] } {
+  const d = streams.get(req.stream) ?? new Digester('sha256');
+  streams.delete(req.stream);
+  return {
+    response: { op: 'digest-end', id: req.id, digest: req.discard ? '' : d.digest(), size: d.size },
+    transfer: [],
+  };
+}
+
+function handle(req: WorkerRequest): { response: WorkerResponse; transfer: ArrayBuffer[] } {
+  switch (req.op) {
+    case 'split':
+      return split(req);
+    case 'verify':
+      return verify(req);
+    case 'digest-update':
+      return digestUpdate(req);
+    case 'digest-end':
+      return digestEnd(req);
+  }
+}
+
 /** Set in `workerData` by the pool, so importing this module elsewhere does not listen. */
 export const WORKER_MARKER = 'stevedore-store-worker';
 
@@ -155,7 +226,7 @@ if (parentPort !== null && workerData === WORKER_MARKER) {
   const port = parentPort;
   port.on('message', (req: WorkerRequest) => {
     try {
-      const { response, transfer } = req.op === 'split' ? split(req) : verify(req);
+      const { response, transfer } = handle(req);
       port.postMessage(response, transfer);
     } catch (err) {
       port.postMessage({
