@@ -1,10 +1,17 @@
 /** stevedore committer: wires configuration, clients and workers; the logic is in @stevedore/pipeline. */
 import { ConfigError } from '@stevedore/config';
+import { RedisPipelineMetrics } from '@stevedore/metrics';
 import { startWorkerService, stopOnSignals } from '@stevedore/pipeline';
 import { loadConfig } from './config.ts';
 
 try {
-  const service = await startWorkerService({ name: 'committer', roles: ['committer'], config: loadConfig() });
+  const service = await startWorkerService({
+    name: 'committer',
+    roles: ['committer'],
+    config: loadConfig(),
+    metrics: (redis, logger) =>
+      new RedisPipelineMetrics(redis, { onError: (err) => logger.error({ err }, 'metrics flush failed') }),
+  });
   stopOnSignals(service);
 } catch (err) {
   process.stderr.write(`stevedore committer: ${err instanceof ConfigError ? err.message : String(err)}\n`);

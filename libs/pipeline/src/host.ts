@@ -16,6 +16,7 @@ import {
   type JobName,
   type QueueName,
 } from '@stevedore/queue';
+import { classifyFailure } from './errors.ts';
 import { NO_METRICS, type PipelineMetrics, type ProcessorDeps } from './deps.ts';
 import type { Logger } from './logger.ts';
 import type { PipelineRegistry, PipelineStore } from './ports.ts';
@@ -46,6 +47,8 @@ export interface HostOptions {
   /** Jobs at once per queue. */
   readonly concurrency: Readonly<Partial<Record<QueueName, number>>>;
   readonly lockTtlMs?: number;
+  /** BullMQ lockDuration and stalledInterval: how soon a dead worker's job is taken over. */
+  readonly jobLockMs?: number;
 }
 
 export interface WorkerHost {
@@ -100,13 +103,22 @@ export function startWorkerHost(options: HostOptions): WorkerHost {
     logger,
     metrics: options.metrics ?? NO_METRICS,
   };
-  const processor: Processor = (job, token, signal) => dispatch(job, token, deps, signal);
+  const processor: Processor = async (job, token, signal) => {
+    try {
+      return await dispatch(job, token, deps, signal);
+    } catch (err) {
+      throw classifyFailure(err);
+    }
+  };
   const served = [...new Set(options.roles.flatMap((role) => ROLE_QUEUES[role]))];
   const workers = served.map((queueName) => {
     const worker = new Worker(queueName, processor, {
       connection,
       prefix: QUEUE_PREFIX,
       concurrency: options.concurrency[queueName] ?? 1,
+      ...(options.jobLockMs === undefined
+        ? {}
+        : { lockDuration: options.jobLockMs, stalledInterval: options.jobLockMs }),
     });
     worker.on('error', (err) => logger.error({ queue: queueName, err }, 'worker error'));
     worker.on('failed', (job, err) => {

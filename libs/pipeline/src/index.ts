@@ -9,3 +9,4 @@ export * from './submit.ts';
 export * from './service-config.ts';
 export * from './service.ts';
 export * from './store-adapter.ts';
+export * from './errors.ts';

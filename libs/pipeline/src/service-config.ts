@@ -35,6 +35,11 @@ export const WORKER_ENV = {
     min: 1_000,
     max: 600_000,
   }),
+  STEVEDORE_JOB_LOCK_MS: env.integer(
+    'BullMQ job lock: a job whose worker died is taken over after about this long (stalled-job check)',
+    30_000,
+    { min: 1_000, max: 600_000 },
+  ),
   STEVEDORE_HEALTH_PORT: env.integer('port of /healthz and /readyz (0: any free port)', 8081, {
     min: 0,
     max: 65_535,

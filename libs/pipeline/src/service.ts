@@ -27,8 +27,10 @@ export interface ServiceOptions {
   readonly name: string;
   readonly roles: readonly Role[];
   readonly config: WorkerConfig;
+  /** Where the processors' counters go (the api exposes them); none when absent. */
   readonly metrics?: (
     connection: ReturnType<typeof workerConnection>,
+    logger: Logger,
   ) => PipelineMetrics & { close?(): Promise<void> };
   readonly logger?: Logger;
 }
@@ -43,7 +45,7 @@ export async function startWorkerService(options: ServiceOptions): Promise<Runni
     insecureRegistries: [...DEFAULT_INSECURE_REGISTRIES, ...config.STEVEDORE_INSECURE_REGISTRIES],
     logger: logger.child({ component: 'registry' }),
   });
-  const metrics = options.metrics?.(connection);
+  const metrics = options.metrics?.(connection, logger);
   const host = startWorkerHost({
     roles: options.roles,
     connection,
@@ -52,6 +54,7 @@ export async function startWorkerService(options: ServiceOptions): Promise<Runni
     logger,
     ...(metrics === undefined ? {} : { metrics }),
     lockTtlMs: config.STEVEDORE_LOCK_TTL_MS,
+    jobLockMs: config.STEVEDORE_JOB_LOCK_MS,
     concurrency: {
       pull: config.STEVEDORE_PULL_CONCURRENCY,
       fetch: config.STEVEDORE_FETCH_CONCURRENCY,

@@ -81,6 +81,7 @@ export class PullSubmitter {
     const tree = await this.#flows.getFlow({ id, queueName: QUEUES.pull, prefix: QUEUE_PREFIX });
     const layers = new Map<string, LayerStatus>();
     await collectLayers(tree, layers);
+    const failedReason = state === 'failed' ? (rootCause(tree) ?? job.failedReason) : undefined;
     const all = [...layers.values()];
     const done = all.filter((l) => l.commitState === 'completed').length;
     return {
@@ -88,7 +89,7 @@ export class PullSubmitter {
       ref: job.data.ref,
       platform: job.data.platform,
       state,
-      ...(job.failedReason ? { failedReason: job.failedReason } : {}),
+      ...(failedReason ? { failedReason } : {}),
       bytesTotal: all.reduce((n, l) => n + l.size, 0),
       bytesDone: all.reduce((n, l) => n + l.bytes, 0),
       layersTotal: all.length,
@@ -102,6 +103,21 @@ export class PullSubmitter {
     await this.#flows.close();
     await this.#queue.close();
   }
+}
+
+/** BullMQ's reason on a parent failed by a child: the real reason is further down. */
+const CHILD_FAILED = /^child .* failed$/;
+
+/** The failure reason of the deepest failed job of a flow: why the pull failed. */
+function rootCause(node: JobNode): string | undefined {
+  for (const child of node.children ?? []) {
+    const cause = rootCause(child);
+    if (cause !== undefined) return cause;
+  }
+  const reason = node.job.failedReason;
+  return reason && !CHILD_FAILED.test(reason)
+    ? `${node.job.name} ${node.job.id ?? ''}: ${reason}`
+    : undefined;
 }
 
 /** Walks commit-layer → split-layer → fetch-blob chains of a pull's flow. */

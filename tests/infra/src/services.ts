@@ -4,10 +4,7 @@
  */
 import type { Schema } from '@stevedore/config';
 import { WORKER_ENV } from '@stevedore/pipeline';
-// apps/api exports only its entry point (importing it starts the server); its config module has
-// no side effects. Switch to `@stevedore/api/config` once apps/api/package.json exports it.
-// eslint-disable-next-line @nx/enforce-module-boundaries -- no package export of the config yet
-import { API_ENV } from '../../../apps/api/src/config.ts';
+import { API_ENV } from '@stevedore/api/config';
 
 export interface ServiceSpec {
   readonly schema: Schema;

@@ -4,6 +4,7 @@
  * embedded default for one machine.
  */
 import { parseEnv } from '@stevedore/config';
+import { RedisPipelineMetrics } from '@stevedore/metrics';
 import { ROLES, WORKER_ENV, startWorkerService, stopOnSignals, type Role } from '@stevedore/pipeline';
 
 export async function runWorkers(args: readonly string[]): Promise<number> {
@@ -20,7 +21,13 @@ export async function runWorkers(args: readonly string[]): Promise<number> {
     );
     return 2;
   }
-  const service = await startWorkerService({ name: `worker-${which}`, roles, config: parseEnv(WORKER_ENV) });
+  const service = await startWorkerService({
+    name: `worker-${which}`,
+    roles,
+    config: parseEnv(WORKER_ENV),
+    metrics: (redis, logger) =>
+      new RedisPipelineMetrics(redis, { onError: (err) => logger.error({ err }, 'metrics flush failed') }),
+  });
   stopOnSignals(service);
   // Keep running until a signal stops the service (stopOnSignals exits the process).
   await new Promise<never>(() => {});

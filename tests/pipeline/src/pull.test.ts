@@ -1,0 +1,210 @@
+/**
+ * The pull pipeline end to end: separate fetcher, hasher and committer processes, the real
+ * registry (counted through a proxy), real Redis, and the store on a directory and on S3.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import '@stevedore/testing';
+import { parseReference, type Digest, type DiffID } from '@stevedore/oci';
+import { buildImageFromTrees, generateTree, type FixtureImage } from '@stevedore/testing';
+import {
+  assertEveryLayerRebuilds,
+  blobGets,
+  startCluster,
+  until,
+  type BackendKind,
+  type Cluster,
+} from './harness.ts';
+
+const MiB = 1024 * 1024;
+
+function blobsOf(...images: FixtureImage[]): Digest[] {
+  const all = new Set<Digest>();
+  for (const image of images) {
+    for (const layer of image.layerDescriptors) all.add(layer.digest);
+    all.add(image.config.descriptor.digest);
+  }
+  return [...all];
+}
+
+function imageMissing(): never {
+  throw new Error('fixture image missing');
+}
+
+/** The first layer's compressed digest and diffID. */
+function firstLayer(image: FixtureImage): { digest: Digest; diffID: DiffID } {
+  const descriptor = image.layerDescriptors[0];
+  const layer = image.layers[0];
+  if (descriptor === undefined || layer === undefined) throw new Error('fixture image has no layer');
+  return { digest: descriptor.digest, diffID: layer.diffId };
+}
+
+describe.each<BackendKind>(['directory', 's3'])('pull pipeline, store on %s', (backend) => {
+  let cluster: Cluster;
+  // Two fetchers, one hasher, one committer: four OS processes sharing the work.
+  beforeAll(async () => {
+    cluster = await startCluster(backend, ['fetcher', 'fetcher', 'hasher', 'committer']);
+  });
+  afterAll(async () => {
+    const store = await cluster.openStore();
+    try {
+      expect(await assertEveryLayerRebuilds(store)).toBeGreaterThan(0);
+    } finally {
+      await store.close();
+      await cluster.stop();
+    }
+  });
+
+  it('fetches each blob of overlapping images pulled at once exactly once', async () => {
+    const base = generateTree({ seed: 11, files: 300, largeFiles: 2, content: 'mixed' });
+    const apps = [21, 22, 23].map((seed) => generateTree({ seed, files: 60, root: `app${seed}` }));
+    const images = await Promise.all(
+      apps.map((app) => buildImageFromTrees([base, app], { compression: 'gzip' })),
+    );
+    const repos = images.map((_, i) => `${backend}/overlap-${i}:1`);
+    for (const [i, image] of images.entries()) await cluster.push(repos[i] ?? '', image);
+    cluster.proxy.resetCounters();
+
+    const ids = await Promise.all(repos.map((repo) => cluster.submit(repo)));
+    const done = await Promise.all(ids.map((id) => cluster.wait(id)));
+    expect(done.map((s) => [s.state, s.failedReason])).toEqual(repos.map(() => ['completed', undefined]));
+    for (const digest of blobsOf(...images)) expect(blobGets(cluster.proxy, digest), digest).toBe(1);
+    const sharedBase = firstLayer(images[0] ?? imageMissing()).digest;
+    const outcomes = done.map((s) => s.layers.find((l) => l.digest === sharedBase)?.outcome).sort();
+    // One pull fetched the shared base; the others waited for it or found it stored.
+    expect(outcomes.filter((o) => o === 'fetched')).toHaveLength(1);
+    expect(outcomes.filter((o) => o === 'waited' || o === 'reused')).toHaveLength(2);
+
+    const store = await cluster.openStore();
+    try {
+      const refs = (await store.listReferences()).map((r) => r.reference).sort();
+      expect(refs).toEqual(expect.arrayContaining(repos.map((r) => `${cluster.proxy.host}/${r}`)));
+      for (const [i, image] of images.entries()) {
+        const ref = await store.getReference(parseReference(`${cluster.proxy.host}/${repos[i] ?? ''}`));
+        expect(ref?.digest).toBe(image.manifest.descriptor.digest);
+        const record = await store.getImage(image.manifest.descriptor.digest);
+        expect(record?.layers.map((l) => l.diffID)).toEqual(image.layers.map((l) => l.diffId));
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('fetches each blob once when the same image is pulled twice at once', async () => {
+    const image = await buildImageFromTrees(
+      [
+        generateTree({ seed: 31, files: 200, largeFiles: 1 }),
+        generateTree({ seed: 32, files: 50, root: 'srv' }),
+      ],
+      { compression: 'zstd' },
+    );
+    const repo = `${backend}/twice:1`;
+    await cluster.push(repo, image);
+    cluster.proxy.resetCounters();
+    const ids = await Promise.all([cluster.submit(repo), cluster.submit(repo)]);
+    const done = await Promise.all(ids.map((id) => cluster.wait(id)));
+    expect(done.map((s) => s.state)).toEqual(['completed', 'completed']);
+    for (const digest of blobsOf(image)) expect(blobGets(cluster.proxy, digest), digest).toBe(1);
+  });
+
+  it('does not fetch or split again a layer whose diffID is committed under another compression', async () => {
+    const tree = generateTree({ seed: 41, files: 100 });
+    const gzip = await buildImageFromTrees([tree], { compression: 'gzip' });
+    const zstd = await buildImageFromTrees([tree], {
+      compression: 'zstd',
+      config: { Labels: { variant: 'zstd' } },
+    });
+    await cluster.push(`${backend}/gz:1`, gzip);
+    await cluster.push(`${backend}/zst:1`, zstd);
+    const first = await cluster.wait(await cluster.submit(`${backend}/gz:1`));
+    expect(first.state).toBe('completed');
+    cluster.proxy.resetCounters();
+    const second = await cluster.wait(await cluster.submit(`${backend}/zst:1`));
+    expect(second.state).toBe('completed');
+    expect(blobGets(cluster.proxy, firstLayer(zstd).digest)).toBe(0);
+    expect(second.layers.map((l) => l.outcome)).toEqual(['reused']);
+  });
+
+  it('recovers when a fetcher is killed in the middle of a layer', async () => {
+    const image = await buildImageFromTrees(
+      [generateTree({ seed: 51, files: 20, largeFiles: 2, largeSize: { min: 8 * MiB, max: 8 * MiB } })],
+      { compression: 'gzip' },
+    );
+    const repo = `${backend}/crash:1`;
+    await cluster.push(repo, image);
+    const layer = firstLayer(image).digest;
+    // Hold the first transfer of the layer open, so a fetcher is certainly in the middle of it.
+    cluster.proxy.setRules([
+      { method: 'GET', path: new RegExp(`/blobs/${layer}$`), delayMs: 5_000, times: 1 },
+    ]);
+    cluster.proxy.resetCounters();
+    const extra = await cluster.startWorker('fetcher');
+    const id = await cluster.submit(repo);
+    await until(
+      'the layer transfer to start',
+      () => cluster.proxy.requests({ method: 'GET', path: new RegExp(`/blobs/${layer}$`) }).length > 0,
+    );
+    // Kill every fetcher process (the one holding the transfer among them), then start a fresh one.
+    const fetchers = cluster.workers.filter((w) => w.role === 'fetcher');
+    for (const fetcher of fetchers) fetcher.kill9();
+    await Promise.all(fetchers.map((f) => f.exited));
+    cluster.workers.splice(
+      0,
+      cluster.workers.length,
+      ...cluster.workers.filter((w) => !fetchers.includes(w)),
+    );
+    void extra;
+    await cluster.startWorker('fetcher');
+    await cluster.startWorker('fetcher');
+    const status = await cluster.wait(id);
+    expect([status.state, status.failedReason]).toEqual(['completed', undefined]);
+    const store = await cluster.openStore();
+    try {
+      expect(await store.hasLayer(firstLayer(image).diffID)).toBe(true);
+    } finally {
+      await store.close();
+    }
+    cluster.proxy.clearRules();
+  });
+
+  it('retries a registry that fails, then recovers', async () => {
+    const image = await buildImageFromTrees([generateTree({ seed: 61, files: 30 })], { compression: 'gzip' });
+    const repo = `${backend}/flaky:1`;
+    await cluster.push(repo, image);
+    const layer = firstLayer(image).digest;
+    cluster.proxy.resetCounters();
+    // More 503s than one HTTP call retries (5 attempts): the job itself fails once and is retried.
+    cluster.proxy.setRules([{ method: 'GET', path: new RegExp(`/blobs/${layer}$`), status: 503, times: 7 }]);
+    const status = await cluster.wait(await cluster.submit(repo));
+    cluster.proxy.clearRules();
+    expect([status.state, status.failedReason]).toEqual(['completed', undefined]);
+    const answered = cluster.proxy
+      .requests({ method: 'GET', path: new RegExp(`/blobs/${layer}$`) })
+      .map((r) => r.status);
+    expect(answered).toEqual([503, 503, 503, 503, 503, 503, 503, 200]);
+  });
+
+  it('fails a pull whose blob does not match its digest, naming it, and commits nothing', async () => {
+    const image = await buildImageFromTrees([generateTree({ seed: 71, files: 30 })], { compression: 'gzip' });
+    const repo = `${backend}/corrupt:1`;
+    await cluster.push(repo, image);
+    const layer = firstLayer(image).digest;
+    cluster.proxy.setRules([
+      { method: 'GET', path: new RegExp(`/blobs/${layer}$`), corruptByteAt: 100, times: Infinity },
+    ]);
+    const status = await cluster.wait(await cluster.submit(repo));
+    cluster.proxy.clearRules();
+    expect(status.state).toBe('failed');
+    expect(status.failedReason, status.failedReason).toContain(
+      `digest mismatch, expected ${layer}, got sha256:`,
+    );
+    const store = await cluster.openStore();
+    try {
+      expect(await store.hasBlob(layer)).toBe(false);
+      expect(await store.hasLayer(firstLayer(image).diffID)).toBe(false);
+      expect(await store.getReference(parseReference(`${cluster.proxy.host}/${repo}`))).toBeUndefined();
+      expect(await store.getImage(image.manifest.descriptor.digest)).toBeUndefined();
+    } finally {
+      await store.close();
+    }
+  });
+});
