@@ -1,63 +1,118 @@
 #!/usr/bin/env node
 /**
  * stevedore: the command line. Parses arguments and dispatches; the work is in the libraries.
+ * Exit codes: 0 success, 1 the operation failed (the reason on stderr), 2 bad usage.
  */
 import { parseArgs } from 'node:util';
+import { imagesCommand, inspectCommand, rmCommand } from './commands/images.ts';
 import { pullCommand } from './commands/pull.ts';
-
-const USAGE = `usage: stevedore <command> [options]
-
-commands:
-  pull REF [--platform os/arch[/variant]|all] [--wait] [--json]
-                       queue a pull of REF; --wait follows it to the end
-  worker fetcher|hasher|committer|all
-                       run workers of the pipeline (configured from the environment)
-
-environment:
-  STEVEDORE_REDIS_URL  Redis of the queues (default redis://127.0.0.1:6379)
-`;
+import { apiCommand, stackCommand } from './commands/services.ts';
 
 const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 
+const HELP: Readonly<Record<string, string>> = {
+  '': `usage: stevedore <command> [options]
+
+Pull container images into a deduplicated, content-addressed store, and pack them back out.
+
+commands:
+  pull REF        queue a pull of REF (--wait to follow it to the end)
+  images          list the images in the store
+  inspect REF     show an image: manifest, config, layers and what they take in the store
+  rm REF...       remove references (the content stays until garbage collection)
+  worker ROLE     run pipeline workers: fetcher, hasher, committer or all
+  api             run the HTTP API (with Bull Board at /admin/queues)
+  stack           run Redis, all workers and the API on this machine
+
+Run 'stevedore COMMAND --help' for a command's options.
+Configuration comes from the environment: STEVEDORE_REDIS_URL (default ${DEFAULT_REDIS_URL}),
+STEVEDORE_STORE (a directory, or s3://bucket/prefix); see docs/configuration.md.
+`,
+  pull: `usage: stevedore pull REF [--platform os/arch[/variant]|all] [--wait] [--json]
+
+Queues a pull of REF and prints its id. With --wait, follows it: a bar per layer on a terminal
+(fetched, reused, or waited for another worker's transfer), plain lines otherwise, and exits 1
+with the reason if the pull fails. --platform defaults to this machine's platform.
+`,
+  images:
+    'usage: stevedore images [--json]\n\nLists the references in the store with their digest, platforms, layers and size.\n',
+  inspect:
+    'usage: stevedore inspect REF\n\nPrints an image as JSON: manifest, config, layers, and what each layer takes in the store.\n',
+  rm: 'usage: stevedore rm REF...\n\nRemoves references. Exits 1 if one of them does not exist.\n',
+  worker:
+    'usage: stevedore worker fetcher|hasher|committer|all\n\nRuns pipeline workers until SIGTERM, then finishes the active jobs and exits.\n',
+  api: 'usage: stevedore api\n\nRuns the HTTP API (STEVEDORE_API_TOKEN is required). The API never runs workers.\n',
+  stack: `usage: stevedore stack
+
+Runs everything on this machine: Redis (a private redis-server, data in .stevedore/redis, unless
+STEVEDORE_REDIS_URL is set), all workers, and the API, on the directory store .stevedore/store.
+Prints the API and Bull Board addresses and credentials. Ctrl-C stops it.
+`,
+};
+
+function usageError(command: string, message: string): number {
+  process.stderr.write(`stevedore ${command}: ${message}\n${HELP[command] ?? HELP['']}`);
+  return 2;
+}
+
+const OPTIONS = {
+  platform: { type: 'string' },
+  wait: { type: 'boolean' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
 async function main(argv: readonly string[]): Promise<number> {
-  const [command, ...rest] = argv;
+  const [command = '', ...rest] = argv;
   const redisUrl = process.env.STEVEDORE_REDIS_URL ?? DEFAULT_REDIS_URL;
+  if (command === '' || command === 'help' || command === '--help' || command === '-h') {
+    process.stdout.write(HELP[''] ?? '');
+    return command === '' ? 2 : 0;
+  }
+  if (!(command in HELP)) {
+    process.stderr.write(`stevedore: unknown command "${command}"\n${HELP[''] ?? ''}`);
+    return 2;
+  }
+  let parsed;
+  try {
+    parsed = parseArgs({ args: [...rest], allowPositionals: true, options: OPTIONS });
+  } catch (err) {
+    return usageError(command, err instanceof Error ? err.message : String(err));
+  }
+  const { values, positionals } = parsed;
+  if (values.help === true) {
+    process.stdout.write(HELP[command] ?? '');
+    return 0;
+  }
+  const json = values.json === true;
   switch (command) {
     case 'pull': {
-      const { values, positionals } = parseArgs({
-        args: rest,
-        allowPositionals: true,
-        options: {
-          platform: { type: 'string' },
-          wait: { type: 'boolean', default: false },
-          json: { type: 'boolean', default: false },
-          help: { type: 'boolean', short: 'h', default: false },
-        },
-      });
-      if (values.help) {
-        process.stdout.write(USAGE);
-        return 0;
-      }
       const ref = positionals[0];
-      if (ref === undefined || positionals.length > 1) {
-        process.stderr.write(`stevedore pull: expected exactly one image reference\n${USAGE}`);
-        return 2;
-      }
-      return pullCommand({ ref, platform: values.platform, wait: values.wait, json: values.json, redisUrl });
+      if (ref === undefined || positionals.length > 1)
+        return usageError(command, 'expected exactly one image reference');
+      return pullCommand({ ref, platform: values.platform, wait: values.wait === true, json, redisUrl });
     }
+    case 'images':
+      return imagesCommand(json);
+    case 'inspect': {
+      const ref = positionals[0];
+      if (ref === undefined || positionals.length > 1)
+        return usageError(command, 'expected exactly one image reference');
+      return inspectCommand(ref);
+    }
+    case 'rm':
+      if (positionals.length === 0) return usageError(command, 'expected at least one image reference');
+      return rmCommand(positionals);
     case 'worker': {
       const { runWorkers } = await import('./commands/worker.ts');
-      return runWorkers(rest);
+      return runWorkers(positionals);
     }
-    case undefined:
-    case 'help':
-    case '--help':
-    case '-h':
-      process.stdout.write(USAGE);
-      return command === undefined ? 2 : 0;
+    case 'api':
+      return apiCommand();
+    case 'stack':
+      return stackCommand();
     default:
-      process.stderr.write(`stevedore: unknown command "${command}"\n${USAGE}`);
-      return 2;
+      return usageError(command, 'unknown command');
   }
 }
 

@@ -1,12 +1,13 @@
 /**
  * `stevedore pull REF [--platform P] [--wait] [--json]`: queue a pull; with --wait follow it to the
- * end, one line per layer as it changes state (bars on a terminal come with the operating issue),
- * and exit non-zero with the reason when it fails.
+ * end (bars on a terminal, plain lines otherwise, one JSON document with --json), and exit 1 with
+ * the reason when it fails.
  */
-import { producerConnection, PullSubmitter, type PullStatus } from '@stevedore/pipeline';
+import { producerConnection, PullSubmitter } from '@stevedore/pipeline';
+import { plainView, terminalView, type ProgressView } from '../progress.ts';
 
 /** How often --wait reads the pull's status: a person's refresh rate, not a worker's poll. */
-const STATUS_INTERVAL_MS = 300;
+const STATUS_INTERVAL_MS = 250;
 
 export interface PullArgs {
   readonly ref: string;
@@ -16,10 +17,7 @@ export interface PullArgs {
   readonly redisUrl: string;
 }
 
-export async function pullCommand(
-  args: PullArgs,
-  out: NodeJS.WritableStream = process.stdout,
-): Promise<number> {
+export async function pullCommand(args: PullArgs, out: NodeJS.WriteStream = process.stdout): Promise<number> {
   const redis = producerConnection(args.redisUrl);
   const submitter = new PullSubmitter(redis);
   try {
@@ -28,22 +26,28 @@ export async function pullCommand(
       out.write(args.json ? `${JSON.stringify({ id })}\n` : `${id}\n`);
       return 0;
     }
-    if (!args.json) out.write(`pull ${id} queued for ${args.ref}\n`);
-    const seen = new Map<string, string>();
+    const view: ProgressView | undefined = args.json
+      ? undefined
+      : out.isTTY
+        ? terminalView(out)
+        : plainView(out);
+    if (view !== undefined && !out.isTTY) out.write(`pull ${id}: ${args.ref}\n`);
     for (;;) {
       const status = await submitter.status(id);
       if (status === undefined) throw new Error(`pull ${id} disappeared from the queue`);
-      if (!args.json) reportLayers(status, seen, out);
-      if (status.state === 'completed') {
-        out.write(args.json ? `${JSON.stringify(status)}\n` : summary(status));
-        return 0;
-      }
-      if (status.state === 'failed') {
+      view?.update(status);
+      if (status.state === 'completed' || status.state === 'failed') {
+        view?.done();
         if (args.json) out.write(`${JSON.stringify(status)}\n`);
-        process.stderr.write(
-          `stevedore: pull ${args.ref} failed: ${status.failedReason ?? 'unknown reason'}\n`,
-        );
-        return 1;
+        if (status.state === 'failed') {
+          process.stderr.write(
+            `stevedore: pull ${args.ref} failed: ${status.failedReason ?? 'unknown reason'}\n`,
+          );
+          return 1;
+        }
+        if (!args.json)
+          out.write(`Digest: ${status.result?.resolvedDigest ?? ''}\nStatus: downloaded ${status.ref}\n`);
+        return 0;
       }
       await new Promise((resolve) => setTimeout(resolve, STATUS_INTERVAL_MS));
     }
@@ -51,19 +55,4 @@ export async function pullCommand(
     await submitter.close();
     redis.disconnect();
   }
-}
-
-function reportLayers(status: PullStatus, seen: Map<string, string>, out: NodeJS.WritableStream): void {
-  for (const layer of status.layers) {
-    const line =
-      `${layer.digest.slice(0, 19)} ${layer.outcome} ${layer.commitState === 'completed' ? 'committed' : ''}`.trim();
-    if (seen.get(layer.digest) === line) continue;
-    seen.set(layer.digest, line);
-    out.write(`  ${line} (${layer.size} bytes)\n`);
-  }
-}
-
-function summary(status: PullStatus): string {
-  const digest = status.result?.resolvedDigest ?? '';
-  return `pulled ${status.ref}: ${status.layersDone}/${status.layersTotal} layers, digest ${digest}\n`;
 }

@@ -9,10 +9,6 @@ import { ROLES, WORKER_ENV, startWorkerService, stopOnSignals, type Role } from 
 
 export async function runWorkers(args: readonly string[]): Promise<number> {
   const which = args[0];
-  if (which === '--help' || which === '-h') {
-    process.stdout.write('usage: stevedore worker fetcher|hasher|committer|all\n');
-    return 0;
-  }
   const roles: readonly Role[] | undefined =
     which === 'all' ? ROLES : ROLES.includes(which as Role) ? [which as Role] : undefined;
   if (roles === undefined || args.length !== 1) {

@@ -166,7 +166,8 @@ describe('startRegistry', () => {
           headers: { authorization: `Bearer ${body.token}` },
         });
         expect(res.status).toBe(401);
-        expect(expiring.logs()).toMatch(/token not to be used after/);
+        // The registry logs the reason after it has answered: wait for the line.
+        await expect.poll(() => expiring.logs()).toMatch(/token not to be used after/);
       } finally {
         await expiring.stop();
       }

@@ -1,0 +1,139 @@
+/**
+ * The CLI as a user runs it: `stevedore stack` (Redis, workers and API as child processes), then
+ * pull, images, inspect and rm as separate commands, against the real registry.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { RegistryClient, parseReference } from '@stevedore/oci';
+import { buildImageFromTrees, generateTree, pushImage, type FixtureImage } from '@stevedore/testing';
+
+const CLI = fileURLToPath(new URL('./main.ts', import.meta.url));
+const run = promisify(execFile);
+
+interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function stevedore(args: readonly string[], env: NodeJS.ProcessEnv): Promise<Result> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], { env, timeout: 90_000 });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
+describe('stevedore CLI', () => {
+  let home: string;
+  let stack: ChildProcess;
+  let env: NodeJS.ProcessEnv;
+  let banner = '';
+  let image: FixtureImage;
+  let ref: string;
+
+  beforeAll(async () => {
+    const registry = inject('stack').registry;
+    image = await buildImageFromTrees([
+      generateTree({ seed: 5, files: 40 }),
+      generateTree({ seed: 6, files: 10, root: 'opt' }),
+    ]);
+    ref = `${registry.host}/cli/hello:1.0`;
+    await pushImage(new RegistryClient(), parseReference(ref), image);
+    home = await mkdtemp(join(tmpdir(), 'stevedore-cli-'));
+    env = {
+      PATH: process.env.PATH,
+      HOME: home,
+      STEVEDORE_HOME: join(home, '.stevedore'),
+      STEVEDORE_API_TOKEN: 'cli-test-token-0123456789',
+    };
+    stack = spawn(process.execPath, [CLI, 'stack'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    stack.stdout?.on('data', (chunk: Buffer) => {
+      banner += chunk.toString('utf8');
+    });
+    // The stack prints its addresses; the Redis URL in it is what the other commands use.
+    const deadline = Date.now() + 60_000;
+    while (!/pull +STEVEDORE_REDIS_URL=(\S+)/.test(banner)) {
+      if (Date.now() > deadline || stack.exitCode !== null)
+        throw new Error(`stevedore stack did not start:\n${banner}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    env.STEVEDORE_REDIS_URL = /STEVEDORE_REDIS_URL=(\S+)/.exec(banner)?.[1];
+    env.STEVEDORE_STORE = join(home, '.stevedore', 'store');
+  });
+
+  afterAll(async () => {
+    if (stack.exitCode === null) {
+      stack.kill('SIGINT');
+      await once(stack, 'exit');
+    }
+    await rm(home, { recursive: true, force: true });
+  });
+
+  it('prints the API and Bull Board addresses with credentials', () => {
+    expect(banner).toMatch(
+      /api +http:\/\/127\.0\.0\.1:\d+\/v1 +\(Authorization: Bearer <STEVEDORE_API_TOKEN>\)/,
+    );
+    expect(banner).toMatch(
+      /bull board +http:\/\/127\.0\.0\.1:\d+\/admin\/queues +\(user admin, password <STEVEDORE_BOARD_PASSWORD>\)/,
+    );
+  });
+
+  it('pulls with --wait and shows plain progress lines when not on a terminal', async () => {
+    const result = await stevedore(['pull', ref, '--wait'], env);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain(
+      `Digest: ${image.manifest.descriptor.digest}\nStatus: downloaded ${ref}\n`,
+    );
+    for (const layer of image.layerDescriptors)
+      expect(result.stdout).toContain(`${layer.digest.slice(7, 19)}: Pull complete`);
+  });
+
+  it('lists, inspects and removes the image', async () => {
+    const images = await stevedore(['images', '--json'], env);
+    expect(images.code).toBe(0);
+    const rows = JSON.parse(images.stdout) as { reference: string; digest: string; layers: number }[];
+    expect(rows).toEqual([
+      expect.objectContaining({ reference: ref, digest: image.manifest.descriptor.digest, layers: 2 }),
+    ]);
+    const inspected = await stevedore(['inspect', ref], env);
+    expect(inspected.code).toBe(0);
+    const doc = JSON.parse(inspected.stdout) as { images: { layers: { diffID: string }[] }[] };
+    expect(doc.images[0]?.layers.map((l) => l.diffID)).toEqual(image.layers.map((l) => l.diffId));
+    expect(await stevedore(['rm', ref], env)).toEqual({ code: 0, stdout: `Untagged: ${ref}\n`, stderr: '' });
+    expect(await stevedore(['rm', ref], env)).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: `Error: No such image: ${ref}\n`,
+    });
+  });
+
+  it('fails a pull of an unknown tag with the registry reason and exit code 1', async () => {
+    const result = await stevedore(
+      ['pull', `${inject('stack').registry.host}/cli/hello:nope`, '--wait'],
+      env,
+    );
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^stevedore: pull .*cli\/hello:nope failed: pull .*MANIFEST_UNKNOWN/);
+  });
+
+  it('refuses bad usage with exit code 2', async () => {
+    expect((await stevedore(['pull'], env)).code).toBe(2);
+    expect((await stevedore(['frobnicate'], env)).stderr).toMatch(/^stevedore: unknown command "frobnicate"/);
+  });
+
+  it('stops the whole stack on Ctrl-C', async () => {
+    stack.kill('SIGINT');
+    const [code] = (await once(stack, 'exit')) as [number | null];
+    expect(code).toBe(0);
+  });
+});

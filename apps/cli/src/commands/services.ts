@@ -1,0 +1,150 @@
+/**
+ * `stevedore api` and `stevedore stack`: run the services from the command line.
+ *
+ * - `api` runs the HTTP API service (apps/api) in a child process with this terminal.
+ * - `stack` is the embedded default for one machine: Redis (a private redis-server with its data
+ *   in .stevedore/redis, unless STEVEDORE_REDIS_URL names one), all workers in one process, and
+ *   the API, on the directory store (.stevedore/store unless STEVEDORE_STORE says otherwise). It
+ *   prints the API and Bull Board addresses and credentials and runs until Ctrl-C.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { mkdir } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const APPS = fileURLToPath(new URL('../../../', import.meta.url));
+const API_MAIN = `${APPS}api/src/main.ts`;
+const CLI_MAIN = `${APPS}cli/src/main.ts`;
+const DEFAULT_REDIS_PORT = 6379;
+const DEFAULT_API_PORT = 8080;
+/** 24 random bytes: a 32-character token, over the API's 16-character minimum. */
+const TOKEN_BYTES = 24;
+
+function run(script: string, args: readonly string[], env: NodeJS.ProcessEnv, name: string): ChildProcess {
+  const child = spawn(process.execPath, [script, ...args], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+  child.on('error', (err) => process.stderr.write(`stevedore: ${name} failed to start: ${err.message}\n`));
+  return child;
+}
+
+async function exitCode(child: ChildProcess): Promise<number> {
+  if (child.exitCode !== null) return child.exitCode;
+  const [code] = (await once(child, 'exit')) as [number | null];
+  return code ?? 1;
+}
+
+async function portFree(port: number): Promise<boolean> {
+  const server = createServer();
+  return new Promise((done) => {
+    server.once('error', () => done(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => done(true)));
+  });
+}
+
+async function anyFreePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  const address = server.address();
+  await new Promise<void>((done) => server.close(() => done()));
+  if (address === null || typeof address === 'string') throw new Error('could not find a free port');
+  return address.port;
+}
+
+/** `stevedore api`: the API service, configured by the environment (see apps/api config). */
+export async function apiCommand(): Promise<number> {
+  const child = run(API_MAIN, [], process.env, 'api');
+  const forward = (signal: NodeJS.Signals): void => {
+    child.kill(signal);
+  };
+  process.on('SIGINT', forward);
+  process.on('SIGTERM', forward);
+  return exitCode(child);
+}
+
+export async function stackCommand(): Promise<number> {
+  const home = resolve(process.env.STEVEDORE_HOME ?? '.stevedore');
+  const children: ChildProcess[] = [];
+  let redisChild: ChildProcess | undefined;
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  env.STEVEDORE_STORE ??= resolve(home, 'store');
+  let redisNote = env.STEVEDORE_REDIS_URL;
+  if (env.STEVEDORE_REDIS_URL === undefined) {
+    const dir = resolve(home, 'redis');
+    await mkdir(dir, { recursive: true });
+    const port = (await portFree(DEFAULT_REDIS_PORT)) ? DEFAULT_REDIS_PORT : await anyFreePort();
+    // Append-only persistence and noeviction, as BullMQ requires; loopback only.
+    const redis = spawn(
+      'redis-server',
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        dir,
+        '--appendonly',
+        'yes',
+        '--maxmemory-policy',
+        'noeviction',
+        '--save',
+        '',
+      ],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
+    );
+    const spawned = await Promise.race([
+      once(redis, 'spawn').then(() => true),
+      once(redis, 'error').then(([err]) => {
+        process.stderr.write(
+          `stevedore stack: cannot start redis-server (Debian package redis-server; run npm run setup): ${(err as Error).message}\n`,
+        );
+        return false;
+      }),
+    ]);
+    if (!spawned) return 1;
+    redisChild = redis;
+    env.STEVEDORE_REDIS_URL = `redis://127.0.0.1:${port}`;
+    redisNote = `${env.STEVEDORE_REDIS_URL} (data in ${dir})`;
+  }
+  const generated = env.STEVEDORE_API_TOKEN === undefined;
+  env.STEVEDORE_API_TOKEN ??= randomBytes(TOKEN_BYTES).toString('base64url');
+  const apiPort =
+    env.STEVEDORE_API_PORT ??
+    String((await portFree(DEFAULT_API_PORT)) ? DEFAULT_API_PORT : await anyFreePort());
+  env.STEVEDORE_API_PORT = apiPort;
+  env.STEVEDORE_API_HOST ??= '127.0.0.1';
+  env.STEVEDORE_HEALTH_PORT ??= '0';
+  children.push(run(CLI_MAIN, ['worker', 'all'], env, 'workers'));
+  children.push(run(API_MAIN, [], env, 'api'));
+  const user = env.STEVEDORE_BOARD_USER ?? 'admin';
+  process.stdout.write(
+    [
+      'stevedore stack is running (Ctrl-C stops it)',
+      `  redis       ${redisNote ?? ''}`,
+      `  store       ${env.STEVEDORE_STORE}`,
+      `  api         http://${env.STEVEDORE_API_HOST}:${apiPort}/v1  (Authorization: Bearer ${generated ? env.STEVEDORE_API_TOKEN : '<STEVEDORE_API_TOKEN>'})`,
+      `  bull board  http://${env.STEVEDORE_API_HOST}:${apiPort}/admin/queues  (user ${user}, password ${generated && env.STEVEDORE_BOARD_PASSWORD === undefined ? env.STEVEDORE_API_TOKEN : '<STEVEDORE_BOARD_PASSWORD>'})`,
+      `  pull        STEVEDORE_REDIS_URL=${env.STEVEDORE_REDIS_URL} npx stevedore pull REF --wait`,
+      '',
+    ].join('\n'),
+  );
+  let stopping = false;
+  const stop = (): void => {
+    if (stopping) return;
+    stopping = true;
+    for (const child of children) child.kill('SIGTERM');
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  // When one service dies, stop the others: a stack with a dead part is not running.
+  const first = await Promise.race(children.map((child) => exitCode(child)));
+  stop();
+  await Promise.all(children.map((child) => exitCode(child)));
+  // Redis goes last: the workers needed it to hand back their jobs.
+  if (redisChild !== undefined) {
+    redisChild.kill('SIGTERM');
+    await exitCode(redisChild);
+  }
+  return first;
+}
