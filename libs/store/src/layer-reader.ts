@@ -249,38 +249,45 @@ async function* rebuild(
     }
   }
 
-  let chunkSize = 0;
-  for await (const rec of records(deps, layer, signal, (p) => {
-    chunkSize = p.chunkSize;
-  })) {
-    switch (rec.kind) {
-      case 'inline': {
-        const buf = Buffer.from(rec.bytes);
-        queue.push({ kind: 'bytes', buf });
-        ahead += buf.length;
-        break;
-      }
-      case 'object':
-        addObject(rec.hash, rec.size);
-        break;
-      case 'chunked': {
-        let left = rec.size;
-        for (const h of rec.hashes) {
-          const n = Math.min(left, chunkSize);
-          addObject(h, n);
-          left -= n;
+  let finished = false;
+  try {
+    let chunkSize = 0;
+    for await (const rec of records(deps, layer, signal, (p) => {
+      chunkSize = p.chunkSize;
+    })) {
+      switch (rec.kind) {
+        case 'inline': {
+          const buf = Buffer.from(rec.bytes);
+          queue.push({ kind: 'bytes', buf });
+          ahead += buf.length;
+          break;
         }
-        break;
+        case 'object':
+          addObject(rec.hash, rec.size);
+          break;
+        case 'chunked': {
+          let left = rec.size;
+          for (const h of rec.hashes) {
+            const n = Math.min(left, chunkSize);
+            addObject(h, n);
+            left -= n;
+          }
+          break;
+        }
+        case 'end':
+          break;
       }
-      case 'end':
-        break;
+      if (ahead > READ_AHEAD_BYTES) yield* emit(READ_AHEAD_BYTES / 2);
     }
-    if (ahead > READ_AHEAD_BYTES) yield* emit(READ_AHEAD_BYTES / 2);
+    closeOpen();
+    yield* emit(-1);
+    const last = flush();
+    if (last !== undefined) yield last;
+    finished = true;
+  } finally {
+    // Stopped early (consumer gone, error): drop the hash state held by the worker.
+    if (!finished) await out.discard();
   }
-  closeOpen();
-  yield* emit(-1);
-  const last = flush();
-  if (last !== undefined) yield last;
   const actual = await out.digest();
   if (actual !== layer.diffID || out.size !== layer.size) {
     throw new DigestMismatchError(`rebuilt layer ${layer.diffID} (${out.size} bytes)`, layer.diffID, actual);

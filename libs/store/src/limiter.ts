@@ -27,6 +27,8 @@ export const DEFAULT_MEMORY_BYTES = 16 * 1024 * 1024;
 /** Default concurrent backend requests (enough to hide S3 latency, little memory). */
 export const DEFAULT_IO_CONCURRENCY = 8;
 const WORKER_MARKER = 'stevedore-store-worker';
+/** Workers allocate little JS (their buffers are external): a small young generation keeps their heaps small. */
+const WORKER_YOUNG_GENERATION_MB = 4;
 
 export interface LimiterOptions {
   readonly memoryBytes?: number;
@@ -192,7 +194,10 @@ export class WorkerPool {
   }
 
   #spawn(slot: Slot): Worker {
-    const worker = new Worker(new URL('./worker.ts', import.meta.url), { workerData: WORKER_MARKER });
+    const worker = new Worker(new URL('./worker.ts', import.meta.url), {
+      workerData: WORKER_MARKER,
+      resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB },
+    });
     worker.on('message', (response: WorkerResponse) => {
       const task = slot.busy;
       slot.busy = undefined;

@@ -6,6 +6,7 @@
  */
 import { Digester, digestHex, digestOf } from '@stevedore/oci';
 import { parentPort, workerData } from 'node:worker_threads';
+import { setImmediate as turn } from 'node:timers/promises';
 import { constants, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
 
 /** zstd level: 3 is zstd's default, a good ratio at several hundred MB/s per core. */
@@ -16,6 +17,12 @@ export const MIN_SAVING = 0.1;
 export const TRIAL_BYTES = 16 * 1024;
 /** Below this, zstd's frame overhead eats any gain. */
 export const MIN_COMPRESS_BYTES = 128;
+/**
+ * zstd contexts of the sync calls are freed by close callbacks, which run only when the event loop
+ * turns: without a turn every few objects, a batch of thousands of small files would hold a
+ * context (hundreds of KiB of native memory) per file until the batch ends.
+ */
+const OBJECTS_PER_TURN = 8;
 
 export interface SplitRequest {
   readonly op: 'split';
@@ -103,27 +110,33 @@ export type WorkerResponse =
   | DigestEndResponse
   | { op: 'error'; id: number; message: string };
 
-const ZSTD_OPTIONS = { params: { [constants.ZSTD_c_compressionLevel]: ZSTD_LEVEL } };
+/** With the input size pledged, zstd sizes its window and tables (its memory) to the object. */
+function zstdOptions(size: number): { pledgedSrcSize: number; params: Record<number, number> } {
+  return { pledgedSrcSize: size, params: { [constants.ZSTD_c_compressionLevel]: ZSTD_LEVEL } };
+}
 
 /** zstd of `data` when it saves at least {@link MIN_SAVING}, else undefined. */
 export function maybeCompress(data: Uint8Array): Buffer | undefined {
   if (data.length < MIN_COMPRESS_BYTES) return undefined;
   if (data.length > TRIAL_BYTES * 2) {
-    const trial = zstdCompressSync(data.subarray(0, TRIAL_BYTES), ZSTD_OPTIONS);
+    const trial = zstdCompressSync(data.subarray(0, TRIAL_BYTES), zstdOptions(TRIAL_BYTES));
     if (trial.length > TRIAL_BYTES * (1 - MIN_SAVING)) return undefined;
   }
-  const out = zstdCompressSync(data, ZSTD_OPTIONS);
+  const out = zstdCompressSync(data, zstdOptions(data.length));
   return out.length <= data.length * (1 - MIN_SAVING) ? out : undefined;
 }
 
-export function split(req: SplitRequest): { response: SplitResponse; transfer: ArrayBuffer[] } {
+export async function split(
+  req: SplitRequest,
+): Promise<{ response: SplitResponse; transfer: ArrayBuffer[] }> {
   const arena = new Uint8Array(req.arena);
   const hashes = new Uint8Array(32 * req.lengths.length);
   const compressedLengths: number[] = [];
   const parts: Buffer[] = [];
   let total = 0;
   let pos = 0;
-  req.lengths.forEach((length, i) => {
+  for (let i = 0; i < req.lengths.length; i++) {
+    const length = req.lengths[i]!;
     const data = arena.subarray(pos, pos + length);
     pos += length;
     hashes.set(Buffer.from(digestHex(digestOf(data)), 'hex'), i * 32);
@@ -133,7 +146,8 @@ export function split(req: SplitRequest): { response: SplitResponse; transfer: A
       parts.push(c);
       total += c.length;
     }
-  });
+    if (i % OBJECTS_PER_TURN === OBJECTS_PER_TURN - 1) await turn();
+  }
   const compressed = new Uint8Array(total);
   let at = 0;
   for (const p of parts) {
@@ -153,7 +167,9 @@ export function split(req: SplitRequest): { response: SplitResponse; transfer: A
   };
 }
 
-export function verify(req: VerifyRequest): { response: VerifyResponse; transfer: ArrayBuffer[] } {
+export async function verify(
+  req: VerifyRequest,
+): Promise<{ response: VerifyResponse; transfer: ArrayBuffer[] }> {
   const data = new Uint8Array(req.data);
   const out = new Uint8Array(req.items.reduce((n, it) => n + it.raw, 0));
   let at = 0;
@@ -181,6 +197,7 @@ export function verify(req: VerifyRequest): { response: VerifyResponse; transfer
     if (actual !== it.hash) return bad(`content hashes to sha256:${actual}`);
     out.set(raw, at);
     at += raw.length;
+    if (i % OBJECTS_PER_TURN === OBJECTS_PER_TURN - 1) await turn();
   }
   return { response: { op: 'verify', id: req.id, out: out.buffer, bad: undefined }, transfer: [out.buffer] };
 }
@@ -206,7 +223,7 @@ export function digestEnd(req: DigestEndRequest): { response: DigestEndResponse;
   };
 }
 
-function handle(req: WorkerRequest): { response: WorkerResponse; transfer: ArrayBuffer[] } {
+async function handle(req: WorkerRequest): Promise<{ response: WorkerResponse; transfer: ArrayBuffer[] }> {
   switch (req.op) {
     case 'split':
       return split(req);
@@ -224,16 +241,16 @@ export const WORKER_MARKER = 'stevedore-store-worker';
 
 if (parentPort !== null && workerData === WORKER_MARKER) {
   const port = parentPort;
+  // The pool sends the next request only after this one's response: no two run at once.
   port.on('message', (req: WorkerRequest) => {
-    try {
-      const { response, transfer } = handle(req);
-      port.postMessage(response, transfer);
-    } catch (err) {
-      port.postMessage({
-        op: 'error',
-        id: req.id,
-        message: err instanceof Error ? (err.stack ?? err.message) : String(err),
-      });
-    }
+    handle(req).then(
+      ({ response, transfer }) => port.postMessage(response, transfer),
+      (err: unknown) =>
+        port.postMessage({
+          op: 'error',
+          id: req.id,
+          message: err instanceof Error ? (err.stack ?? err.message) : String(err),
+        }),
+    );
   });
 }
