@@ -10,3 +10,4 @@ export * from './service-config.ts';
 export * from './service.ts';
 export * from './store-adapter.ts';
 export * from './errors.ts';
+export * from './status-view.ts';

@@ -2,7 +2,7 @@
  * Showing a pull's progress: on a terminal, one bar per layer redrawn in place (bytes, and whether
  * the layer was fetched, reused or waited for); otherwise plain lines, one per change of state.
  */
-import type { LayerStatus, PullStatus } from '@stevedore/pipeline';
+import type { LayerStatus, PullStatus } from './submit.ts';
 
 const BAR_WIDTH = 24;
 const MiB = 1024 * 1024;
@@ -49,18 +49,26 @@ export function barLine(layer: LayerStatus): string {
 }
 
 export interface ProgressView {
-  update(status: PullStatus): void;
+  /** Shows one pull, or several side by side (the demo's concurrent pulls). */
+  update(status: PullStatus | readonly PullStatus[]): void;
   done(): void;
+}
+
+function many(status: PullStatus | readonly PullStatus[]): readonly PullStatus[] {
+  return 'layers' in status ? [status] : status;
 }
 
 export function terminalView(out: NodeJS.WriteStream): ProgressView {
   let drawn = 0;
   return {
-    update(status) {
-      const lines = status.layers.map(barLine);
-      lines.push(
-        `${status.ref}: ${status.state}, ${status.layersDone}/${status.layersTotal} layers, ${mib(status.bytesDone)}/${mib(status.bytesTotal)} MiB`,
-      );
+    update(statuses) {
+      const lines: string[] = [];
+      for (const status of many(statuses)) {
+        lines.push(
+          `${status.ref}: ${status.state}, ${status.layersDone}/${status.layersTotal} layers, ${mib(status.bytesDone)}/${mib(status.bytesTotal)} MiB`,
+        );
+        lines.push(...status.layers.map((layer) => `  ${barLine(layer)}`));
+      }
       // Move up over what we drew last time and redraw every line.
       if (drawn > 0) out.write(`\x1b[${drawn}A`);
       for (const text of lines) out.write(`\x1b[2K${text}\n`);
@@ -75,12 +83,18 @@ export function terminalView(out: NodeJS.WriteStream): ProgressView {
 export function plainView(out: NodeJS.WritableStream): ProgressView {
   const shown = new Map<string, string>();
   return {
-    update(status) {
-      for (const layer of status.layers) {
-        const state = layerState(layer);
-        if (shown.get(layer.digest) === state) continue;
-        shown.set(layer.digest, state);
-        out.write(`${short(layer.digest)}: ${state} (${layer.size} bytes)\n`);
+    update(statuses) {
+      const several = many(statuses).length > 1;
+      for (const status of many(statuses)) {
+        for (const layer of status.layers) {
+          const state = layerState(layer);
+          const key = `${status.id}/${layer.digest}`;
+          if (shown.get(key) === state) continue;
+          shown.set(key, state);
+          out.write(
+            `${several ? `${status.ref} ` : ''}${short(layer.digest)}: ${state} (${layer.size} bytes)\n`,
+          );
+        }
       }
     },
     done() {},

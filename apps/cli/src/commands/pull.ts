@@ -3,8 +3,14 @@
  * end (bars on a terminal, plain lines otherwise, one JSON document with --json), and exit 1 with
  * the reason when it fails.
  */
-import { producerConnection, PullSubmitter } from '@stevedore/pipeline';
-import { plainView, terminalView, type ProgressView } from '../progress.ts';
+
+import {
+  plainView,
+  producerConnection,
+  PullSubmitter,
+  terminalView,
+  type ProgressView,
+} from '@stevedore/pipeline';
 
 /** How often --wait reads the pull's status: a person's refresh rate, not a worker's poll. */
 const STATUS_INTERVAL_MS = 250;

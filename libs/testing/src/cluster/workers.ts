@@ -55,3 +55,32 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
     },
   };
 }
+
+const API = `${REPO_ROOT}apps/api/src/main.ts`;
+const API_STARTED = /"msg":"api started"/;
+
+export interface ApiProcessOptions {
+  /** API configuration (API_ENV variables: STEVEDORE_API_TOKEN is required). */
+  readonly env: Readonly<Record<string, string>>;
+}
+
+/** The API service as a real process (apps/api), up once it logs "api started". */
+export async function startApiProcess(options: ApiProcessOptions): Promise<ManagedProcess> {
+  const proc = spawnManaged(process.execPath, [API], {
+    name: 'api',
+    cwd: REPO_ROOT,
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '',
+      STEVEDORE_LOG_LEVEL: 'info',
+      ...options.env,
+    },
+  });
+  try {
+    await proc.waitForOutput(API_STARTED, START_TIMEOUT_MS);
+  } catch (err) {
+    await proc.stop();
+    throw err;
+  }
+  return proc;
+}
