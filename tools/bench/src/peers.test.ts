@@ -1,0 +1,61 @@
+import { describe, expect, it } from 'vitest';
+import { chooseSnapshotter, containerdConfig, parseSnapshotters } from './peers.ts';
+
+const PLUGINS_LS = `TYPE                            ID                       PLATFORMS      STATUS
+io.containerd.content.v1        content                  -              ok
+io.containerd.snapshotter.v1    aufs                     linux/amd64    skip
+io.containerd.snapshotter.v1    native                   linux/amd64    ok
+io.containerd.snapshotter.v1    overlayfs                linux/amd64    ok
+io.containerd.snapshotter.v1    devmapper                linux/amd64    error
+io.containerd.service.v1        snapshots-service        -              ok
+`;
+
+describe('snapshotter choice', () => {
+  it('reads the snapshotters and their status from ctr plugins ls', () => {
+    expect([...parseSnapshotters(PLUGINS_LS)]).toEqual([
+      ['aufs', 'skip'],
+      ['native', 'ok'],
+      ['overlayfs', 'ok'],
+      ['devmapper', 'error'],
+    ]);
+  });
+
+  it.each([
+    {
+      statuses: [
+        ['overlayfs', 'ok'],
+        ['native', 'ok'],
+      ],
+      chosen: 'overlayfs',
+    },
+    {
+      statuses: [
+        ['overlayfs', 'skip'],
+        ['native', 'ok'],
+      ],
+      chosen: 'native',
+    },
+    { statuses: [['overlayfs', 'error']], chosen: 'native' },
+    { statuses: [], chosen: 'native' },
+  ] as const)('$statuses -> $chosen', ({ statuses, chosen }) => {
+    expect(chooseSnapshotter(new Map(statuses))).toBe(chosen);
+  });
+});
+
+describe('containerdConfig', () => {
+  it('puts root, state and both sockets under the directory and turns CRI off', () => {
+    expect(containerdConfig('/tmp/sb-ctrd-x')).toBe(
+      [
+        'version = 2',
+        'root = "/tmp/sb-ctrd-x/root"',
+        'state = "/tmp/sb-ctrd-x/state"',
+        'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
+        '[grpc]',
+        '  address = "/tmp/sb-ctrd-x/c.sock"',
+        '[ttrpc]',
+        '  address = "/tmp/sb-ctrd-x/c.ttrpc.sock"',
+        '',
+      ].join('\n'),
+    );
+  });
+});
