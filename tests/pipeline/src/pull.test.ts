@@ -106,6 +106,18 @@ describe.each<BackendKind>(['directory', 's3'])('pull pipeline, store on %s', (b
     for (const digest of blobsOf(image)) expect(blobGets(cluster.proxy, digest), digest).toBe(1);
   });
 
+  it('transfers nothing when an image already committed is pulled again', async () => {
+    const image = await buildImageFromTrees([generateTree({ seed: 35, files: 80 })], { compression: 'gzip' });
+    const repo = `${backend}/again:1`;
+    await cluster.push(repo, image);
+    expect((await cluster.wait(await cluster.submit(repo))).state).toBe('completed');
+    cluster.proxy.resetCounters();
+    const again = await cluster.wait(await cluster.submit(repo));
+    expect(again.state).toBe('completed');
+    expect(again.layers.map((l) => l.outcome)).toEqual(['reused']);
+    expect(cluster.proxy.requests({ method: 'GET', path: /\/blobs\// })).toEqual([]);
+  });
+
   it('does not fetch or split again a layer whose diffID is committed under another compression', async () => {
     const tree = generateTree({ seed: 41, files: 100 });
     const gzip = await buildImageFromTrees([tree], { compression: 'gzip' });
