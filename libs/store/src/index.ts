@@ -43,6 +43,13 @@ export {
   type PutOptions,
   type RequestKind,
 } from './backend/backend.ts';
+export {
+  layerVariantKey,
+  recipeName,
+  type LayerVariantRecord,
+  type VariantCompression,
+  type VariantRecipe,
+} from './variants.ts';
 export { DirectoryBackend } from './backend/directory.ts';
 export { S3Backend, type ChecksumMode, type S3BackendConfig } from './backend/s3.ts';
 export { Limiter, sharedLimiter, type LimiterOptions } from './limiter.ts';

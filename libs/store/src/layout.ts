@@ -10,6 +10,8 @@
  *     layer-blobs/<alg>/<hex>.json              compressed layer digest -> diffID
  *     images/<alg>/<hex>.json                   image records, by manifest digest
  *     refs/<registry>/<repository>/_tags/<tag>.json   references
+ *     layer-variants/<alg>/<hex>/<recipe>.json  a layer's recompressed digest and size (variants.ts)
+ *     exports/<id>.tar[.gz|.zst], <id>.json     export archives written by export jobs
  */
 import { digestAlgorithm, digestHex, type Digest, type Reference } from '@stevedore/oci';
 
@@ -23,6 +25,8 @@ export const PREFIX = {
   layerBlobs: 'layer-blobs/',
   images: 'images/',
   refs: 'refs/',
+  layerVariants: 'layer-variants/',
+  exports: 'exports/',
 } as const;
 
 /** Index file names start with a fixed-width millisecond timestamp, so they list in time order. */

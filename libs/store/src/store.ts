@@ -47,6 +47,12 @@ import {
   type LayerRecord,
   type ReferenceRecord,
 } from './records.ts';
+import {
+  decodeLayerVariantRecord,
+  layerVariantKey,
+  type LayerVariantRecord,
+  type VariantRecipe,
+} from './variants.ts';
 
 /**
  * What happens to a compressed layer blob once its layer is split and committed: `keep` it (exports
@@ -334,6 +340,42 @@ export class Store {
 
   async listLayerBlobs(options: Signal = {}): Promise<LayerBlobRecord[]> {
     return this.#listRecords(PREFIX.layerBlobs, decodeLayerBlobRecord, options);
+  }
+
+  /**
+   * Records what layer `variant.diffID` (which must be stored) compresses to with a deterministic
+   * recipe (variants.ts). Idempotent: the same recipe always gives the same digest and size.
+   */
+  async putLayerVariant(
+    variant: Omit<LayerVariantRecord, 'schemaVersion' | 'createdAt'>,
+    options: Signal = {},
+  ): Promise<LayerVariantRecord> {
+    if (!(await this.hasLayer(variant.diffID, options))) {
+      throw new MissingDependencyError(
+        `cannot record a ${variant.compression} variant: layer ${variant.diffID} is not in the store`,
+      );
+    }
+    const record: LayerVariantRecord = {
+      schemaVersion: SCHEMA_VERSION,
+      diffID: variant.diffID,
+      compression: variant.compression,
+      level: variant.level,
+      codec: variant.codec,
+      digest: variant.digest,
+      size: variant.size,
+      createdAt: new Date().toISOString(),
+    };
+    await this.#putRecord(layerVariantKey(variant.diffID, variant), record, options);
+    return record;
+  }
+
+  /** The variant of layer `diffID` made with `recipe`, if one was recorded. */
+  async getLayerVariant(
+    diffID: DiffID,
+    recipe: VariantRecipe,
+    options: Signal = {},
+  ): Promise<LayerVariantRecord | undefined> {
+    return this.#getRecord(layerVariantKey(diffID, recipe), decodeLayerVariantRecord, options);
   }
 
   // ---- images and references ---------------------------------------------------------------
