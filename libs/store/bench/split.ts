@@ -16,7 +16,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -116,6 +116,8 @@ interface ChildTask {
 
 interface ChildResult {
   readonly splitSeconds: number;
+  /** CPU time of all the process's threads during the split. */
+  readonly splitCpuSeconds: number;
   readonly tarBytes: number;
   readonly objects: number;
   readonly files: number;
@@ -139,6 +141,7 @@ async function storedBytes(store: Store): Promise<number> {
 async function runChild(task: ChildTask): Promise<ChildResult> {
   const store = await openStore({ backend: task.backend });
   const before = snapshotStats(store.stats);
+  const cpuBefore = process.cpuUsage();
   let t = performance.now();
   let result;
   if (task.dataset === 'a') {
@@ -149,6 +152,7 @@ async function runChild(task: ChildTask): Promise<ChildResult> {
     await tar.done;
   }
   const splitSeconds = (performance.now() - t) / 1000;
+  const cpu = process.cpuUsage(cpuBefore);
   const d = diffStats(store.stats, before);
   const stored = await storedBytes(store);
 
@@ -173,6 +177,7 @@ async function runChild(task: ChildTask): Promise<ChildResult> {
   }
   return {
     splitSeconds,
+    splitCpuSeconds: (cpu.user + cpu.system) / 1e6,
     tarBytes: result.size,
     objects: result.stats.objects,
     files: result.stats.files,
@@ -224,7 +229,7 @@ function format(name: string, dataset: string, r: ChildResult): string {
   const mb = r.tarBytes / 1e6;
   const lines = [
     `${name} / ${dataset}: ${mb.toFixed(0)} MB tar, ${r.files} files as objects, ${r.objects} object refs`,
-    `  split    ${(mb / r.splitSeconds).toFixed(0)} MB/s, ${(r.objects / r.splitSeconds).toFixed(0)} objects/s (${r.splitSeconds.toFixed(2)} s)`,
+    `  split    ${(mb / r.splitSeconds).toFixed(0)} MB/s, ${(r.objects / r.splitSeconds).toFixed(0)} objects/s (${r.splitSeconds.toFixed(2)} s; CPU ${(r.splitCpuSeconds / (r.tarBytes / GB)).toFixed(2)} s per GB, all threads)`,
     `  requests ${(r.puts / (r.bytesWrittenToBackend / GB)).toFixed(1)} PUT per GB written (${r.puts} PUT, ${r.posts} POST for ${(r.bytesWrittenToBackend / 1e6).toFixed(0)} MB)`,
     `  stored   ${(r.storedBytes / r.uniqueBytes).toFixed(3)} x unique content (${(r.storedBytes / 1e6).toFixed(0)} MB stored / ${(r.uniqueBytes / 1e6).toFixed(0)} MB unique)`,
     `  rebuild  ${(mb / r.rebuildSeconds).toFixed(0)} MB/s (${r.rebuildSeconds.toFixed(2)} s, verified)`,
@@ -261,6 +266,11 @@ async function main(): Promise<void> {
     await pipeline(warm.stream, new Writable({ write: (_c, _e, cb) => cb() }));
     await warm.done;
   }
+  console.log(
+    `load average ${loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')} on ${availableParallelism()} cores`,
+  );
   for (const name of backends) {
     for (const dataset of datasets) {
       let backend: BackendConfig;

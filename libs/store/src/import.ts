@@ -227,6 +227,7 @@ export async function importLayer(
   const splitter = new TarSplitter(INLINE_MAX);
   const diff = new StreamHasher(limiter);
   let chain: Promise<void> = Promise.resolve();
+  let splitstreamStored = false;
   let small: Batch | undefined;
   // The entry whose external content is streaming: bytes left, and the current piece (object).
   let file:
@@ -382,6 +383,7 @@ export async function importLayer(
       throw new DigestMismatchError('layer diffID', options.expectedDiffID, diffID);
     }
     const stored = await ss.end(Buffer.from(diffID.slice('sha256:'.length), 'hex'), diff.size);
+    splitstreamStored = true;
     stats.entries = splitter.entries;
     stats.splitstreamBytes = stored.size;
     // Objects and splitstream durable before the index that makes the objects reusable...
@@ -420,13 +422,14 @@ export async function importLayer(
     await writer.settle();
     await diff.discard();
     tar.destroy();
-    // Packs are unique to this import and unreachable without its index: remove them. Standalone
-    // objects are not: another import may have written the same key concurrently.
-    const cleanup = await Promise.allSettled(writer.packKeys.map((k) => backend.delete(k)));
+    // Packs and the splitstream are unique to this import and unreachable without its index and
+    // record: remove them.
+    const orphans = splitstreamStored ? [...writer.packKeys, ss.key] : writer.packKeys;
+    const cleanup = await Promise.allSettled(orphans.map((k) => backend.delete(k)));
     const failed = cleanup.filter((r) => r.status === 'rejected');
     if (failed.length > 0) {
       throw new Error(
-        `${cause instanceof Error ? cause.message : String(cause)}; deleting ${failed.length} packs also failed`,
+        `${cause instanceof Error ? cause.message : String(cause)}; deleting ${failed.length} of its objects also failed`,
         {
           cause: new AggregateError([cause, ...failed.map((r) => r.reason as unknown)]),
         },

@@ -246,7 +246,10 @@ export class ObjectWriter {
     return this.#entries;
   }
 
-  /** Keys of the packs written so far (to delete them if the import fails). */
+  /**
+   * Keys of every pack this import started to write (to delete them if the import fails; call
+   * after {@link ObjectWriter.settle}).
+   */
   get packKeys(): readonly string[] {
     return this.#packsWritten.map(packKey);
   }
@@ -341,13 +344,13 @@ export class ObjectWriter {
     if (pack === undefined) return;
     this.#current = undefined;
     const key = packKey(pack.id);
+    this.#packsWritten.push(pack.id);
+    // No abort signal: an aborted PUT may still land on the server after the import has given up
+    // and cleaned up. A pack write runs to its end (it is at most PACK_CAPACITY); a failed import
+    // deletes every pack it started.
     const write = this.objects.limiter.io
-      .run(
-        () => this.objects.backend.put(key, pack.buf.subarray(0, pack.used), { signal: this.#signal }),
-        this.#signal,
-      )
+      .run(() => this.objects.backend.put(key, pack.buf.subarray(0, pack.used)))
       .then(() => {
-        this.#packsWritten.push(pack.id);
         this.stats.packsWritten++;
       })
       .finally(() => {
