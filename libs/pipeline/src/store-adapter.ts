@@ -56,6 +56,8 @@ export function pipelineStore(store: Store): PipelineStore {
   return {
     blobPolicy: store.blobPolicy,
     hasBlob: (digest) => store.hasBlob(digest),
+    // Blobs are verified content-addressed writes: whoever publishes one publishes the same bytes,
+    // so fencing (options.beforePublish) matters only for the layer record, in importLayer.
     async putBlob(digest, size, body, options = {}) {
       await store.putBlob(digest, body, {
         size,
@@ -80,6 +82,7 @@ export function pipelineStore(store: Store): PipelineStore {
       const result = await store.importLayer(tar, {
         expectedDiffID,
         ...(options.signal === undefined ? {} : { signal: options.signal }),
+        ...(options.beforePublish === undefined ? {} : { beforePublish: options.beforePublish }),
       });
       return {
         diffID: result.diffID,

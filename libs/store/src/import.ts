@@ -45,6 +45,12 @@ export interface ImportOptions {
   /** When given: return early if the layer is present, and fail (storing nothing) on mismatch. */
   readonly expectedDiffID?: DiffID;
   readonly signal?: AbortSignal;
+  /**
+   * Called right before the layer record is published (the moment the layer becomes visible);
+   * throwing refuses the publish. The pipeline passes its fencing check here, so a worker whose
+   * lock expired cannot publish over a newer holder's work.
+   */
+  readonly beforePublish?: () => Promise<void>;
 }
 
 export interface ImportResult {
@@ -228,6 +234,7 @@ export async function importLayer(
   const diff = new StreamHasher(limiter);
   let chain: Promise<void> = Promise.resolve();
   let splitstreamStored = false;
+  let indexPublished = false;
   let small: Batch | undefined;
   // The entry whose external content is streaming: bytes left, and the current piece (object).
   let file:
@@ -390,6 +397,7 @@ export async function importLayer(
     await backend.sync();
     if (writer.entries.length > 0) {
       await objects.publishIndex(writer.entries, signal);
+      indexPublished = true;
       await backend.sync();
     }
     // ...and the index durable before the record that makes the layer visible.
@@ -407,6 +415,7 @@ export async function importLayer(
       stats,
       createdAt: new Date().toISOString(),
     };
+    await options.beforePublish?.();
     await limiter.io.run(() => backend.put(layerKey(diffID), encodeRecord(record), { signal }), signal);
     await backend.sync();
     return { diffID, size: diff.size, alreadyPresent: false, stats, record };
@@ -424,7 +433,10 @@ export async function importLayer(
     tar.destroy();
     // Packs and the splitstream are unique to this import and unreachable without its index and
     // record: remove them.
-    const orphans = splitstreamStored ? [...writer.packKeys, ss.key] : writer.packKeys;
+    // Once the index is published the packs are reachable through it (other layers may already
+    // reuse their objects): only the splitstream is an orphan then.
+    const packs = indexPublished ? [] : writer.packKeys;
+    const orphans = splitstreamStored ? [...packs, ss.key] : packs;
     const cleanup = await Promise.allSettled(orphans.map((k) => backend.delete(k)));
     const failed = cleanup.filter((r) => r.status === 'rejected');
     if (failed.length > 0) {

@@ -9,6 +9,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { buffer } from 'node:stream/consumers';
 import { gzipSync, zstdCompressSync } from 'node:zlib';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import {
@@ -398,6 +399,22 @@ describe.each(BACKENDS)('store on $name', (backend) => {
       expect(err).toBeInstanceOf(DigestMismatchError);
       expect((err as DigestMismatchError).actual).toBe(diffIDOf(tar));
       expect(await keys(store)).toEqual(before);
+    });
+
+    it('a publish refused by the fencing check: no layer record, and the objects stay usable', async () => {
+      const store = await freshStore();
+      const tar = await good();
+      const fenced = new Error('lock layer:x (fence 1) was lost before publishing');
+      await expect(
+        store.importLayer(chunked(tar), { beforePublish: () => Promise.reject(fenced) }),
+      ).rejects.toBe(fenced);
+      expect(await store.listLayers()).toEqual([]);
+      // The next holder imports the same layer: it reuses the objects the fenced import indexed.
+      const second = await store.importLayer(chunked(tar));
+      expect(second.diffID).toBe(diffIDOf(tar));
+      expect(second.stats.objectsWritten).toBe(0);
+      const rebuilt = await buffer(await store.openLayer(second.diffID));
+      expect(Buffer.compare(rebuilt, tar)).toBe(0);
     });
 
     it('an aborted import', async () => {
