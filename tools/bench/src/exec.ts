@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
+import { trackProcessGroup } from './cleanup.ts';
 
 /** Output kept per command for error messages. */
 const TAIL_BYTES = 64 * 1024;
@@ -109,6 +110,7 @@ export function startDaemon(name: string, program: string, args: readonly string
   });
   const pid = child.pid;
   if (pid === undefined) throw new Error(`${name}: cannot spawn ${program}`);
+  const untrack = trackProcessGroup(pid);
   const tail = new Tail();
   const listeners = new Set<() => void>();
   const onData = (chunk: Buffer): void => {
@@ -171,6 +173,7 @@ export function startDaemon(name: string, program: string, args: readonly string
       }
       // The watchdog is in the group too and may have outlived the daemon.
       killGroup('SIGKILL');
+      untrack();
       child.stdin.destroy();
     },
   };

@@ -40,7 +40,7 @@ import {
 
 /** Bump when the way layers are built changes, so old cache entries are not reused. */
 const CACHE_FORMAT = 1;
-export const CACHE_ROOT = join(tmpdir(), 'stevedore-bench-cache');
+export const DEFAULT_CACHE_ROOT = join(tmpdir(), 'stevedore-bench-cache');
 const SET_FILE = 'set.json';
 /** Cache keys are sha256 hex; this many characters name the directory (collisions: 2^-64). */
 const KEY_CHARS = 16;
@@ -308,20 +308,40 @@ async function buildSet(spec: ImageSetSpec, dir: string, key: string): Promise<C
 }
 
 /**
- * The layer files and images of `spec`, from the cache or built now. `onBuild` is told before a
- * build starts (it can take a minute for the /usr set).
+ * Removes the set's older cache entries (other keys of the same set name): a key changes when the
+ * source files do, and an old key's layers would only fill the temp dir.
  */
-export async function prepareImageSet(
-  spec: ImageSetSpec,
-  onBuild: (dir: string) => void = () => undefined,
-): Promise<ImageSet> {
+async function pruneOtherKeys(root: string, name: string, keep: string): Promise<void> {
+  let entries: string[];
+  try {
+    entries = await readdir(root);
+  } catch (err) {
+    throw new Error(`listing the benchmark cache ${root} failed`, { cause: err });
+  }
+  for (const entry of entries) {
+    const path = join(root, entry);
+    if (entry.startsWith(`${name}-`) && path !== keep) await rm(path, { recursive: true, force: true });
+  }
+}
+
+export interface PrepareOptions {
+  /** Default {@link DEFAULT_CACHE_ROOT}. */
+  readonly cacheRoot?: string;
+  /** Told before a build starts (about two minutes for the /usr set). */
+  readonly onBuild?: (dir: string) => void;
+}
+
+/** The layer files and images of `spec`, from the cache or built now. */
+export async function prepareImageSet(spec: ImageSetSpec, options: PrepareOptions = {}): Promise<ImageSet> {
+  const root = options.cacheRoot ?? DEFAULT_CACHE_ROOT;
   const key = await cacheKey(spec);
-  const dir = join(CACHE_ROOT, `${spec.name}-${key}`);
+  const dir = join(root, `${spec.name}-${key}`);
   let set = await loadCached(dir, key);
   const cached = set !== undefined;
   if (set === undefined) {
-    onBuild(dir);
+    options.onBuild?.(dir);
     set = await buildSet(spec, dir, key);
+    await pruneOtherKeys(root, spec.name, dir);
   }
   const layers = new Map<string, SetLayer>(
     set.layers.map((l) => [l.name, { name: l.name, layer: layerOf(l, dir), files: l.files }]),

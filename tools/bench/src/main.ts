@@ -68,6 +68,18 @@ async function main(): Promise<number> {
   return run(args);
 }
 
+// Exit (rather than die by the signal) so that exit hooks stop the servers and worker process
+// groups and remove the temporary stores.
+for (const [signal, code] of [
+  ['SIGINT', 130],
+  ['SIGTERM', 143],
+] as const) {
+  process.once(signal, () => {
+    progress(`bench: ${signal}: stopping servers and removing temporary directories`);
+    process.exit(code);
+  });
+}
+
 main().then(
   (code) => {
     process.exitCode = code;

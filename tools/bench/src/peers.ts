@@ -11,11 +11,11 @@
  * Each run starts from nothing (a new layout directory, a new containerd root), so every blob is
  * fetched.
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import type { FaultProxy } from '@stevedore/testing';
-import { withCleanups } from './cleanup.ts';
+import { tempDir, withCleanups } from './cleanup.ts';
 import { findProgram, runCommand, startDaemon } from './exec.ts';
 import { peakRssMiB } from './proc-status.ts';
 
@@ -31,6 +31,8 @@ export interface PeerRun {
   readonly registryBytes: number;
   /** containerd's peak RSS in MiB (the daemon does the work; ctr is a client). */
   readonly peakRssMiB: number | undefined;
+  /** The machine's 1-minute load average when the run started (it is shared). */
+  readonly loadAverage1m: number;
 }
 
 export interface PeerContext {
@@ -46,12 +48,13 @@ export interface PeerContext {
 const INSECURE_POLICY = { default: [{ type: 'insecureAcceptAnything' }] };
 
 export async function runSkopeo(skopeo: string, ctx: PeerContext): Promise<PeerRun> {
-  const work = await mkdtemp(join(tmpdir(), 'stevedore-bench-skopeo-'));
-  try {
+  return withCleanups(async (defer) => {
+    const work = await tempDir('stevedore-bench-skopeo-', defer);
     const policy = join(work, 'policy.json');
     await writeFile(policy, JSON.stringify(INSECURE_POLICY));
     const layout = join(work, 'layout');
     ctx.proxy.resetCounters();
+    const loadAverage1m = loadavg()[0]!;
     const started = performance.now();
     await Promise.all(
       ctx.refs.map((ref) =>
@@ -77,10 +80,9 @@ export async function runSkopeo(skopeo: string, ctx: PeerContext): Promise<PeerR
       wallSeconds,
       registryBytes: ctx.proxy.bytesServed(BLOB_GET_PATH, 'GET'),
       peakRssMiB: undefined,
+      loadAverage1m,
     };
-  } finally {
-    await rm(work, { recursive: true, force: true });
-  }
+  });
 }
 
 // ---- containerd --------------------------------------------------------------------------------
@@ -135,8 +137,7 @@ export async function findContainerd(): Promise<ContainerdTools | undefined> {
 export async function runContainerd(tools: ContainerdTools, ctx: PeerContext): Promise<PeerRun> {
   return withCleanups(async (defer) => {
     // Short: the socket path must fit in sockaddr_un.
-    const dir = await mkdtemp(join(tmpdir(), 'sb-ctrd-'));
-    defer(() => rm(dir, { recursive: true, force: true }));
+    const dir = await tempDir('sb-ctrd-', defer);
     await mkdir(join(dir, 'root'));
     await writeFile(join(dir, 'config.toml'), containerdConfig(dir));
     const daemon = startDaemon('containerd', tools.containerd, ['--config', join(dir, 'config.toml')]);
@@ -150,6 +151,7 @@ export async function runContainerd(tools: ContainerdTools, ctx: PeerContext): P
       const snapshotter = chooseSnapshotter(parseSnapshotters((await ctr(['plugins', 'ls'])).output));
       const refs = ctx.refs.map((ref) => `${ctx.proxy.host}/${ref}`);
       ctx.proxy.resetCounters();
+      const loadAverage1m = loadavg()[0]!;
       const started = performance.now();
       await Promise.all(
         refs.map((ref) =>
@@ -162,7 +164,14 @@ export async function runContainerd(tools: ContainerdTools, ctx: PeerContext): P
       const missing = refs.filter((r) => !listed.includes(r));
       if (missing.length > 0) throw new Error(`containerd does not list ${missing.join(', ')} after pulling`);
       const peak = await peakRssMiB(daemon.pid);
-      return { tool: 'containerd', mode: snapshotter, wallSeconds, registryBytes, peakRssMiB: peak };
+      return {
+        tool: 'containerd',
+        mode: snapshotter,
+        wallSeconds,
+        registryBytes,
+        peakRssMiB: peak,
+        loadAverage1m,
+      };
     } catch (err) {
       throw new Error(`containerd run failed; its log ends:\n${tailOf(daemon.output())}`, { cause: err });
     }

@@ -20,6 +20,7 @@ function stevedore(workers: number, wallSeconds: number, peak: number[], registr
     layerPulls: 4,
     topCommands: [['evalsha', 1000]],
     peakRssMiB: peak,
+    loadAverage1m: 1.5,
   };
 }
 
@@ -28,8 +29,22 @@ const RUNS: Run[] = [
   stevedore(1, 10, [320]),
   stevedore(1, 11, [310]),
   stevedore(2, 8, [200, 600]),
-  { tool: 'skopeo', mode: 'oci layout', wallSeconds: 5, registryBytes: 652e6, peakRssMiB: undefined },
-  { tool: 'containerd', mode: 'overlayfs', wallSeconds: 40, registryBytes: 400e6, peakRssMiB: 90 },
+  {
+    tool: 'skopeo',
+    mode: 'oci layout',
+    wallSeconds: 5,
+    registryBytes: 652e6,
+    peakRssMiB: undefined,
+    loadAverage1m: 2,
+  },
+  {
+    tool: 'containerd',
+    mode: 'overlayfs',
+    wallSeconds: 40,
+    registryBytes: 400e6,
+    peakRssMiB: 90,
+    loadAverage1m: 3.25,
+  },
 ];
 
 describe('summarize', () => {
@@ -53,6 +68,7 @@ describe('summarize', () => {
       storeRatio: 0.5,
       redisCommandsPerLayer: 1000,
       peakRssMiB: 310,
+      loadAverage1m: 1.5,
     });
     expect(summary[2]).toMatchObject({
       registryRatio: 1.63,
@@ -60,7 +76,7 @@ describe('summarize', () => {
       storeRatio: null,
       peakRssMiB: null,
     });
-    expect(summary[3]).toMatchObject({ tarMBps: 25, peakRssMiB: 90 });
+    expect(summary[3]).toMatchObject({ tarMBps: 25, peakRssMiB: 90, loadAverage1m: 3.25 });
   });
 
   it('takes the largest worker of a run as its peak RSS', () => {
@@ -123,11 +139,11 @@ describe('renderReport', () => {
     expect(report.split('\n').slice(0, 7)).toEqual([
       'pull benchmark',
       '',
-      'tool        store/mode  workers  runs  wall s  MB/s gz  MB/s tar  registry/unique  store/unique  redis cmds/layer  peak RSS MiB',
-      '----------  ----------  -------  ----  ------  -------  --------  ---------------  ------------  ----------------  ------------',
-      'stevedore    directory        1     3   11.00     36.4      90.9             1.00          0.50              1000           310',
-      'stevedore    directory        2     1    8.00     50.0     125.0             1.00          0.50              1000           600',
-      'skopeo      oci layout        -     1    5.00     80.0         -             1.63             -                 -             -',
+      'tool        store/mode  workers  runs  wall s  MB/s gz  MB/s tar  registry/unique  store/unique  redis cmds/layer  peak RSS MiB  load 1m',
+      '----------  ----------  -------  ----  ------  -------  --------  ---------------  ------------  ----------------  ------------  -------',
+      'stevedore    directory        1     3   11.00     36.4      90.9             1.00          0.50              1000           310      1.5',
+      'stevedore    directory        2     1    8.00     50.0     125.0             1.00          0.50              1000           600      1.5',
+      'skopeo      oci layout        -     1    5.00     80.0         -             1.63             -                 -             -      2.0',
     ]);
     expect(report).toContain(
       '  stevedore directory 1w       stevedore/skopeo 2.20 (target <= 2.5: met);  containerd/stevedore 3.64 (target >= 3: met)',

@@ -50,6 +50,8 @@ export interface ConfigSummary {
   readonly redisCommandsPerLayer: number | null;
   /** The largest worker (or daemon) of a run, median over runs; null when not measured. */
   readonly peakRssMiB: number | null;
+  /** Median 1-minute load average of the machine when the runs started. */
+  readonly loadAverage1m: number;
 }
 
 export interface Comparison {
@@ -89,6 +91,7 @@ export function summarize(runs: readonly Run[], set: SetFigures): ConfigSummary[
       compressedMBps: set.uniqueLayerBytes / MB / wall,
       registryBytes,
       registryRatio: ratio(registryBytes, set.uniqueBlobBytes),
+      loadAverage1m: median(group.map((r) => r.loadAverage1m)),
     };
     if (first.tool === 'stevedore') {
       const own = group as StevedoreRun[];
@@ -211,6 +214,7 @@ export function renderReport(input: ReportInput): string {
       'store/unique',
       'redis cmds/layer',
       'peak RSS MiB',
+      'load 1m',
     ],
     input.summary.map((s) => [
       s.tool,
@@ -224,6 +228,7 @@ export function renderReport(input: ReportInput): string {
       opt(s.storeRatio, 2),
       opt(s.redisCommandsPerLayer, 0),
       opt(s.peakRssMiB, 0),
+      fixed(s.loadAverage1m, 1),
     ]),
   );
   const skopeo = input.summary.find((s) => s.tool === 'skopeo');

@@ -107,9 +107,10 @@ export async function runPullBench(
   const startedAt = new Date().toISOString();
   const notes: string[] = [];
   const failures: string[] = [];
-  const set = await prepareImageSet(args.quick ? QUICK_SET : USR_SET, (dir) =>
-    log(`building the ${args.quick ? 'quick' : '/usr'} image set in ${dir} (cached for reruns) ...`),
-  );
+  const set = await prepareImageSet(args.quick ? QUICK_SET : USR_SET, {
+    onBuild: (dir) =>
+      log(`building the ${args.quick ? 'quick' : '/usr'} image set in ${dir} (cached for reruns) ...`),
+  });
   log(
     `image set ${set.spec.name}: ${(set.uniqueLayerBytes / MB).toFixed(1)} MB of layers${set.cached ? ', from the cache' : ''} (${set.dir})`,
   );

@@ -9,8 +9,7 @@
  * process's submits). Peak RSS is each worker's VmHWM, read just before it is stopped.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { QueueEvents } from 'bullmq';
 import { PullSubmitter, producerConnection } from '@stevedore/pipeline';
@@ -25,7 +24,7 @@ import {
   type S3Server,
   type WorkerProcess,
 } from '@stevedore/testing';
-import { withCleanups } from './cleanup.ts';
+import { tempDir, withCleanups, type Defer } from './cleanup.ts';
 import type { ImageSet } from './image-set.ts';
 import { BLOB_GET_PATH } from './peers.ts';
 import { peakRssMiB } from './proc-status.ts';
@@ -50,6 +49,8 @@ export interface StevedoreRun {
   readonly topCommands: readonly (readonly [string, number])[];
   /** VmHWM of each worker process, MiB. */
   readonly peakRssMiB: readonly number[];
+  /** The machine's 1-minute load average when the pulls were submitted (it is shared). */
+  readonly loadAverage1m: number;
 }
 
 export interface StevedoreRunOptions {
@@ -66,20 +67,15 @@ const TOP_COMMANDS = 8;
 interface RunStore {
   readonly env: Record<string, string>;
   readonly config: BackendConfig;
-  cleanup(): Promise<void>;
 }
 
-async function freshStore(kind: StoreKind): Promise<RunStore> {
+async function freshStore(kind: StoreKind, defer: Defer): Promise<RunStore> {
   if (kind === 'directory') {
-    const dir = await mkdtemp(join(tmpdir(), 'stevedore-bench-store-'));
-    const path = join(dir, 'store');
-    return {
-      env: { STEVEDORE_STORE: path },
-      config: { kind: 'directory', path },
-      cleanup: () => rm(dir, { recursive: true, force: true }),
-    };
+    const path = join(await tempDir('stevedore-bench-store-', defer), 'store');
+    return { env: { STEVEDORE_STORE: path }, config: { kind: 'directory', path } };
   }
   const s3: S3Server = await startS3();
+  defer(() => s3.stop());
   const prefix = `bench-${randomUUID()}`;
   return {
     env: {
@@ -99,7 +95,6 @@ async function freshStore(kind: StoreKind): Promise<RunStore> {
       forcePathStyle: true,
       credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
     },
-    cleanup: () => s3.stop(),
   };
 }
 
@@ -198,8 +193,7 @@ export async function runStevedore(options: StevedoreRunOptions): Promise<Steved
   return withCleanups(async (defer) => {
     const redis: RedisServer = await startRedis();
     defer(() => redis.stop());
-    const runStore = await freshStore(options.backend);
-    defer(() => runStore.cleanup());
+    const runStore = await freshStore(options.backend, defer);
     const workers = await startWorkers(options.workers, {
       STEVEDORE_REDIS_URL: redis.url,
       STEVEDORE_LOG_LEVEL: 'info',
@@ -227,6 +221,7 @@ export async function runStevedore(options: StevedoreRunOptions): Promise<Steved
     proxy.resetCounters();
     const commandsBefore = totalCommands(await connection.info('stats'));
     const statsBefore = commandCalls(await connection.info('commandstats'));
+    const loadAverage1m = loadavg()[0]!;
     const started = performance.now();
     const ids = await Promise.all(set.images.map((i) => submitter.submit(`${proxy.host}/${i.ref}`)));
     await pulls.expect(ids);
@@ -261,6 +256,7 @@ export async function runStevedore(options: StevedoreRunOptions): Promise<Steved
       layerPulls: set.images.reduce((n, i) => n + i.image.layers.length, 0),
       topCommands: commandDelta(statsBefore, statsAfter).slice(0, TOP_COMMANDS),
       peakRssMiB: peak,
+      loadAverage1m,
     };
   });
 }
