@@ -15,9 +15,9 @@ declare -A need=(
   [openssl]=openssl
   [htpasswd]=apache2-utils
   [skopeo]=skopeo
+  [podman]=podman
   [chromium]=chromium
 )
-if [ "${STEVEDORE_WITH_PODMAN:-0}" = 1 ]; then need[podman]=podman; fi
 
 missing=()
 for cmd in "${!need[@]}"; do

@@ -1,0 +1,2 @@
+import root from '../../eslint.config.mjs';
+export default [...root];

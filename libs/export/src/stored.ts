@@ -1,0 +1,229 @@
+/**
+ * Export archives kept in the store (docs/store-format.md "Layer variants and export archives"):
+ * what export jobs write, for large or scheduled exports fetched later over the API.
+ *
+ *     exports/<id>.tar[.gz|.zst]   the archive, streamed in (atomic: visible only once complete)
+ *     exports/<id>.json            its record, published last
+ */
+import { PassThrough, pipeline, Transform, type Readable } from 'node:stream';
+import { Digester, digestOf, parseDigest, type Digest } from '@stevedore/oci';
+import { CorruptObjectError, ObjectNotFoundError } from '@stevedore/store';
+import {
+  archiveSuffix,
+  parseArchiveCompression,
+  parseExportFormat,
+  parseLayerCompression,
+  type ArchiveCompression,
+  type ExportFormat,
+  type LayerCompressionChoice,
+} from './options.ts';
+import { planExport, type PlanOptions } from './plan.ts';
+import type { ExportStore, PlatformChoice } from './resolve.ts';
+import { writeArchive } from './writer.ts';
+
+export const EXPORTS_PREFIX = 'exports/';
+/** Hex characters of an export id's hash (64 bits: ids only need to differ among kept exports). */
+const ID_HEX_CHARS = 16;
+const EXPORT_ID = /^export-[0-9a-f]{16}$/;
+
+/** An export pinned to digests: what an export job carries. */
+export interface PinnedExport {
+  /** The references as asked (normalised by the caller or not). */
+  readonly refs: readonly string[];
+  /** What each reference pointed at when the export was requested. */
+  readonly digests: readonly Digest[];
+  readonly format: ExportFormat;
+  readonly compression: LayerCompressionChoice;
+  readonly archiveCompression: ArchiveCompression;
+  readonly platform?: PlatformChoice;
+}
+
+/** `exports/<id>.json`. */
+export interface StoredExportRecord {
+  readonly schemaVersion: 1;
+  readonly id: string;
+  /** Key of the archive in the store. */
+  readonly key: string;
+  /** sha256 and size of the archive bytes. */
+  readonly digest: Digest;
+  readonly size: number;
+  readonly contentType: string;
+  readonly refs: readonly string[];
+  readonly digests: readonly Digest[];
+  readonly format: ExportFormat;
+  readonly compression: LayerCompressionChoice;
+  readonly archiveCompression: ArchiveCompression;
+  readonly createdAt: string;
+}
+
+/** The id of an export: derived from what it contains, so the same request is one job. */
+export function exportId(spec: PinnedExport): string {
+  const platform =
+    spec.platform === undefined || spec.platform === 'all'
+      ? (spec.platform ?? '')
+      : JSON.stringify(spec.platform);
+  const canonical = JSON.stringify([
+    spec.refs,
+    spec.digests,
+    spec.format,
+    spec.compression,
+    spec.archiveCompression,
+    platform,
+  ]);
+  return `export-${digestOf(canonical).slice('sha256:'.length, 'sha256:'.length + ID_HEX_CHARS)}`;
+}
+
+export function isExportId(id: string): boolean {
+  return EXPORT_ID.test(id);
+}
+
+const recordKey = (id: string): string => `${EXPORTS_PREFIX}${id}.json`;
+
+function decodeRecord(bytes: Buffer, key: string): StoredExportRecord {
+  try {
+    const o = JSON.parse(bytes.toString('utf8')) as Record<string, unknown>;
+    if (o.schemaVersion !== 1)
+      throw new Error(`unsupported schemaVersion ${JSON.stringify(o.schemaVersion)}`);
+    const strings = (v: unknown): string[] => {
+      if (!Array.isArray(v) || v.some((s) => typeof s !== 'string'))
+        throw new Error('expected a list of strings');
+      return v as string[];
+    };
+    const str = (name: string): string => {
+      if (typeof o[name] !== 'string') throw new Error(`${name} must be a string`);
+      return o[name];
+    };
+    const size = o.size;
+    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0)
+      throw new Error('size must be a size');
+    return {
+      schemaVersion: 1,
+      id: str('id'),
+      key: str('key'),
+      digest: parseDigest(str('digest')),
+      size,
+      contentType: str('contentType'),
+      refs: strings(o.refs),
+      digests: strings(o.digests).map(parseDigest),
+      format: parseExportFormat(str('format')),
+      compression: parseLayerCompression(str('compression')),
+      archiveCompression: parseArchiveCompression(str('archiveCompression')),
+      createdAt: str('createdAt'),
+    };
+  } catch (err) {
+    throw new CorruptObjectError(
+      key,
+      `invalid export record: ${err instanceof Error ? err.message : String(err)}`,
+      {
+        cause: err,
+      },
+    );
+  }
+}
+
+/** The record of a finished export, or undefined. */
+export async function findStoredExport(
+  store: Pick<ExportStore, 'backend'>,
+  id: string,
+  signal?: AbortSignal,
+): Promise<StoredExportRecord | undefined> {
+  const key = recordKey(id);
+  try {
+    return decodeRecord(await store.backend.getBytes(key, { signal }), key);
+  } catch (err) {
+    if (err instanceof ObjectNotFoundError) return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Writes export `id` into the store: the archive streamed into `exports/<id>.<ext>` (one pass, as
+ * any export), then its record. Returns early when the record exists (idempotent).
+ */
+export async function exportToStore(
+  store: ExportStore,
+  id: string,
+  spec: PinnedExport,
+  options: PlanOptions = {},
+): Promise<StoredExportRecord & { written: boolean }> {
+  if (!isExportId(id)) throw new Error(`invalid export id "${id}"`);
+  const existing = await findStoredExport(store, id, options.signal);
+  if (existing !== undefined) return { ...existing, written: false };
+  if (spec.refs.length !== spec.digests.length) {
+    throw new Error(`export ${id}: ${spec.refs.length} references but ${spec.digests.length} digests`);
+  }
+  const plan = await planExport(
+    store,
+    {
+      targets: spec.refs.map((input, i) => ({ input, digest: spec.digests[i]! })),
+      format: spec.format,
+      compression: spec.compression,
+      archiveCompression: spec.archiveCompression,
+      ...(spec.platform === undefined ? {} : { platform: spec.platform }),
+    },
+    options,
+  );
+  const key = `${EXPORTS_PREFIX}${id}${archiveSuffix(spec.archiveCompression)}`;
+  const body = new PassThrough();
+  const upload = store.backend
+    .put(key, body, { ...(plan.size === undefined ? {} : { size: plan.size }), signal: options.signal })
+    .catch((err: unknown) => {
+      // The writer must not wait forever on a body nobody reads any more.
+      body.destroy(err instanceof Error ? err : new Error(String(err)));
+      throw err;
+    });
+  const [, result] = await Promise.all([
+    upload,
+    writeArchive(store, plan, body, options.signal === undefined ? {} : { signal: options.signal }),
+  ]);
+  const record: StoredExportRecord = {
+    schemaVersion: 1,
+    id,
+    key,
+    digest: result.digest,
+    size: result.size,
+    contentType: plan.contentType,
+    refs: spec.refs,
+    digests: spec.digests,
+    format: spec.format,
+    compression: spec.compression,
+    archiveCompression: spec.archiveCompression,
+    createdAt: new Date().toISOString(),
+  };
+  await store.backend.sync();
+  await store.backend.put(recordKey(id), Buffer.from(`${JSON.stringify(record, null, 2)}\n`), {
+    signal: options.signal,
+  });
+  await store.backend.sync();
+  return { ...record, written: true };
+}
+
+/** The archive of a stored export; the stream errors at its end if the bytes do not match the record. */
+export async function openStoredExport(
+  store: Pick<ExportStore, 'backend'>,
+  record: StoredExportRecord,
+  signal?: AbortSignal,
+): Promise<Readable> {
+  const raw = await store.backend.get(record.key, { signal });
+  const digester = new Digester();
+  const check = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      digester.update(chunk);
+      callback(null, chunk);
+    },
+    flush(callback) {
+      const actual = digester.digest();
+      if (actual !== record.digest || digester.size !== record.size) {
+        callback(
+          new CorruptObjectError(
+            record.key,
+            `archive hashes to ${actual} (${digester.size} bytes), expected ${record.digest} (${record.size} bytes)`,
+          ),
+        );
+      } else callback();
+    },
+  });
+  // Errors of `raw` reach `check` (destroyed by pipeline) and whoever reads it.
+  pipeline(raw, check, () => {});
+  return check;
+}

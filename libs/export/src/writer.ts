@@ -1,0 +1,317 @@
+/**
+ * The streaming writer: one pass over a planned export into any Writable (a file, stdout, an HTTP
+ * response, a store upload).
+ *
+ *     layer i   : store.openLayer | store.getBlob ─▶ [gzip|zstd] ─▶ guard (size, digest) ─┐
+ *     layer i+1 : … prepared concurrently, buffered up to LOOKAHEAD_BYTES, then paused     │ in order
+ *     metadata  : configs, manifests, manifest.json / index.json (last)                    ▼
+ *                                               tar-stream pack ─▶ [gzip|zstd] ─▶ sha256 + count ─▶ out
+ *
+ * Up to `concurrency` layers are rebuilt and compressed at once (zlib runs on the libuv pool, the
+ * store's rebuild on its worker threads); the pack takes them one after the other. Memory is
+ * bounded by the number of layers in flight times their buffers, whatever the layers' sizes. The
+ * archive's sha256 and size are computed on the way out, each recompressed layer's digest and size
+ * on its way in (against its variant record). Any failure destroys the output: a caller never sees
+ * a clean end of a truncated archive.
+ */
+import { Readable, Transform, type TransformCallback, type Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { pipeline as pipelineCallback } from 'node:stream';
+import { pack as tarPack, type Pack } from 'tar-stream';
+import { Digester, type DiffID, type Digest } from '@stevedore/oci';
+import { compressorFor, recipeOf } from './codec.ts';
+import { LayerVariantMismatchError } from './errors.ts';
+import { DEFAULT_CONCURRENCY, type ExportPlan, type LayerMember } from './plan.ts';
+import type { ExportStore } from './resolve.ts';
+import { MEMBER_MODE, MEMBER_MTIME } from './tar-layout.ts';
+
+const MiB = 1024 * 1024;
+/**
+ * Bytes a prepared layer buffers while it waits for its turn; then it pauses (and so does its
+ * compressor and its rebuild). Enough to smooth the hand-over from one layer to the next.
+ */
+export const LOOKAHEAD_BYTES = 4 * MiB;
+
+export interface WriteOptions {
+  readonly signal?: AbortSignal;
+  /** Layers prepared at once; default {@link DEFAULT_CONCURRENCY}. */
+  readonly concurrency?: number;
+  /** Called with the bytes written so far, at most once per chunk. */
+  readonly onProgress?: (bytesWritten: number) => void;
+}
+
+export interface WrittenLayer {
+  readonly diffID: DiffID;
+  readonly digest: Digest;
+  readonly size: number;
+}
+
+export interface ArchiveResult {
+  /** sha256 of the bytes written (after whole-archive compression). */
+  readonly digest: Digest;
+  readonly size: number;
+  /** Size of the tar before whole-archive compression. */
+  readonly tarSize: number;
+  readonly layers: readonly WrittenLayer[];
+}
+
+/**
+ * Checks a layer member on its way into the tar: never more bytes than its header announced (that
+ * would corrupt the tar), exactly that many at the end, and for recompressed layers the digest of
+ * the variant record. The store checks the rest itself (a rebuilt tar against its diffID, a blob
+ * against its digest) before the stream ends.
+ */
+class LayerGuard extends Transform {
+  readonly #member: LayerMember;
+  readonly #digester: Digester | undefined;
+  #size = 0;
+
+  constructor(member: LayerMember) {
+    super({ readableHighWaterMark: LOOKAHEAD_BYTES });
+    this.#member = member;
+    this.#digester = member.source.kind === 'compressed' ? new Digester() : undefined;
+  }
+
+  #mismatch(actual: string): Error {
+    const m = this.#member;
+    if (m.source.kind === 'compressed') {
+      return new LayerVariantMismatchError(
+        `layer ${m.diffID}: ${m.source.recipe.compression} level ${m.source.recipe.level} (${m.source.recipe.codec}) gave ${actual}, but its variant record says ${m.digest} (${m.size} bytes)`,
+      );
+    }
+    const what = m.source.kind === 'blob' ? `blob ${m.digest}` : `tar`;
+    return new Error(`layer ${m.diffID}: ${what} is ${actual}, but the store's records say ${m.size} bytes`);
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.#size += chunk.length;
+    if (this.#size > this.#member.size) {
+      callback(this.#mismatch(`more than ${this.#member.size} bytes`));
+      return;
+    }
+    this.#digester?.update(chunk);
+    callback(null, chunk);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    if (this.#size !== this.#member.size) {
+      callback(this.#mismatch(`${this.#size} bytes`));
+      return;
+    }
+    if (this.#digester !== undefined && this.#digester.digest() !== this.#member.digest) {
+      callback(this.#mismatch(`${this.#digester.digest()} (${this.#size} bytes)`));
+      return;
+    }
+    callback();
+  }
+}
+
+/** The bytes of a layer member, checked by a {@link LayerGuard}. */
+async function openMember(store: ExportStore, member: LayerMember, signal: AbortSignal): Promise<Readable> {
+  const guard = new LayerGuard(member);
+  const source = member.source;
+  const stages: (Readable | Transform)[] = [];
+  switch (source.kind) {
+    case 'blob':
+      stages.push(await store.getBlob(member.digest, { signal }));
+      break;
+    case 'tar':
+      stages.push(await store.openLayer(member.diffID, { signal }));
+      break;
+    case 'compressed':
+      stages.push(
+        await store.openLayer(member.diffID, { signal }),
+        ...compressorFor(source.recipe, source.tarSize),
+      );
+      break;
+  }
+  // Errors of any stage end up in `guard`, which the writer reads (or has failed the export on).
+  pipelineCallback([...stages, guard], () => {});
+  return guard;
+}
+
+/**
+ * Opens layers ahead of the writer, at most `window` at once counting the one being written. A
+ * layer that fails while waiting fails the export at once (`onError`).
+ */
+class Prefetcher {
+  readonly #layers: readonly LayerMember[];
+  readonly #open: (m: LayerMember) => Promise<Readable>;
+  readonly #window: number;
+  readonly #onError: (err: unknown) => void;
+  readonly #started: Promise<Readable>[] = [];
+  #taken = 0;
+
+  constructor(
+    layers: readonly LayerMember[],
+    window: number,
+    open: (m: LayerMember) => Promise<Readable>,
+    onError: (err: unknown) => void,
+  ) {
+    this.#layers = layers;
+    this.#window = Math.max(1, window);
+    this.#open = open;
+    this.#onError = onError;
+  }
+
+  #startUpTo(end: number): void {
+    while (this.#started.length < Math.min(end, this.#layers.length)) {
+      const member = this.#layers[this.#started.length]!;
+      const opened = this.#open(member).then((stream) => {
+        stream.once('error', this.#onError);
+        return stream;
+      });
+      opened.catch(this.#onError);
+      this.#started.push(opened);
+    }
+  }
+
+  /** The next layer's stream; starts the ones after it up to the window. */
+  async next(): Promise<Readable> {
+    const i = this.#taken++;
+    this.#startUpTo(i + this.#window);
+    return this.#started[i]!;
+  }
+
+  /** Destroys every opened stream (after a failure). */
+  destroyAll(err: Error): void {
+    for (const p of this.#started) {
+      p.then(
+        (s) => s.destroy(err),
+        () => undefined,
+      );
+    }
+  }
+}
+
+/** Writes one member into the pack and resolves once the pack has taken all of it. */
+async function writeEntry(
+  pack: Pack,
+  name: string,
+  size: number,
+  body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+): Promise<void> {
+  const packed = Promise.withResolvers<void>();
+  const sink = pack.entry(
+    { name, size, mode: MEMBER_MODE, mtime: MEMBER_MTIME, uid: 0, gid: 0, type: 'file' },
+    (err) => (err ? packed.reject(err) : packed.resolve()),
+  );
+  // The callback reports the same error; without a listener the sink's 'error' would be thrown.
+  sink.on('error', packed.reject);
+  const write = async (): Promise<void> => {
+    for await (const chunk of body) {
+      if (!sink.write(chunk)) {
+        // streamx sinks emit 'drain'; 'close' means the pack was destroyed and `packed` rejects.
+        await new Promise<void>((resolve) => {
+          const done = (): void => {
+            sink.off('drain', done);
+            sink.off('close', done);
+            resolve();
+          };
+          sink.on('drain', done);
+          sink.on('close', done);
+        });
+        if (sink.destroyed) return;
+      }
+    }
+    sink.end(undefined);
+  };
+  await Promise.all([packed.promise, write()]);
+}
+
+/**
+ * Counts and hashes the archive on its way out, and refuses to write past (or end short of) the
+ * size announced in advance, so a Content-Length is never broken by a clean but wrong end.
+ */
+class OutputMeter extends Transform {
+  readonly digester = new Digester();
+  readonly #expected: number | undefined;
+  readonly #onProgress: ((bytes: number) => void) | undefined;
+
+  constructor(expected: number | undefined, onProgress: ((bytes: number) => void) | undefined) {
+    super();
+    this.#expected = expected;
+    this.#onProgress = onProgress;
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    if (this.#expected !== undefined && this.digester.size + chunk.length > this.#expected) {
+      callback(new Error(`archive grew past its planned ${this.#expected} bytes`));
+      return;
+    }
+    this.digester.update(chunk);
+    this.#onProgress?.(this.digester.size);
+    callback(null, chunk);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    if (this.#expected !== undefined && this.digester.size !== this.#expected) {
+      callback(new Error(`archive ended at ${this.digester.size} bytes, planned ${this.#expected}`));
+      return;
+    }
+    callback();
+  }
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+/** Writes the archive of `plan` into `out`; see the module comment. */
+export async function writeArchive(
+  store: ExportStore,
+  plan: ExportPlan,
+  out: Writable,
+  options: WriteOptions = {},
+): Promise<ArchiveResult> {
+  const controller = new AbortController();
+  const signal =
+    options.signal === undefined ? controller.signal : AbortSignal.any([controller.signal, options.signal]);
+  let failure: Error | undefined;
+  const pack = tarPack();
+  const layers = plan.members.filter((m) => m.kind === 'layer');
+  const fail = (err: unknown): void => {
+    if (failure !== undefined) return;
+    // The caller's abort reason wins over the errors it causes downstream.
+    failure = options.signal?.aborted === true ? asError(options.signal.reason) : asError(err);
+    controller.abort(failure);
+    pack.destroy(failure);
+    prefetcher.destroyAll(failure);
+  };
+  const prefetcher = new Prefetcher(
+    layers,
+    options.concurrency ?? DEFAULT_CONCURRENCY,
+    (m) => openMember(store, m, signal),
+    fail,
+  );
+  const meter = new OutputMeter(plan.size, options.onProgress);
+  const stages = [
+    Readable.from(pack, { objectMode: false }),
+    ...(plan.archiveCompression === 'none' ? [] : compressorFor(recipeOf(plan.archiveCompression))),
+    meter,
+    out,
+  ];
+
+  const feed = async (): Promise<void> => {
+    for (const member of plan.members) {
+      signal.throwIfAborted();
+      if (member.kind === 'bytes') {
+        await writeEntry(pack, member.name, member.bytes.byteLength, [member.bytes]);
+      } else {
+        await writeEntry(pack, member.name, member.size, await prefetcher.next());
+      }
+    }
+    pack.finalize();
+  };
+  await Promise.all([feed().catch(fail), pipeline(stages, { signal }).catch(fail)]);
+  if (failure !== undefined) {
+    out.destroy(failure);
+    throw failure;
+  }
+  return {
+    digest: meter.digester.digest(),
+    size: meter.digester.size,
+    tarSize: plan.tarSize,
+    layers: layers.map((l) => ({ diffID: l.diffID, digest: l.digest, size: l.size })),
+  };
+}

@@ -1,0 +1,551 @@
+/**
+ * Exports from a real directory store: every format and compression, shared layers, archive
+ * compression, variant records, and bad input (before any byte, and mid-stream).
+ */
+import { existsSync } from 'node:fs';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { gunzipSync, zstdDecompressSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  digestHex,
+  digestOf,
+  OCI_INDEX,
+  OCI_MANIFEST,
+  parseDigest,
+  parseManifest,
+  parseReference,
+  type Digest,
+} from '@stevedore/oci';
+import { CorruptObjectError, Store } from '@stevedore/store';
+import {
+  buildImage,
+  buildImageFromTrees,
+  buildIndex,
+  buildLayer,
+  generateTree,
+  type FixtureImage,
+  type FixtureIndex,
+} from '@stevedore/testing';
+import {
+  ExportRequestError,
+  IncompleteImageError,
+  LayerVariantMismatchError,
+  UnknownReferenceError,
+  planExport,
+  recipeOf,
+  writeArchive,
+  writeArchiveFile,
+  type ExportFormat,
+  type ExportRequest,
+  type LayerCompressionChoice,
+} from '../src/index.ts';
+import { MemorySink, openTestStore, readTar, storeImage, storeIndex, type TestStore } from './support.ts';
+
+let ts: TestStore;
+let app: FixtureImage;
+let tool: FixtureImage;
+let multi: FixtureIndex;
+
+beforeAll(async () => {
+  const base = await buildLayer(generateTree({ seed: 11, files: 60 }));
+  const a = await buildLayer(generateTree({ seed: 12, files: 20, root: 'app' }));
+  const b = await buildLayer(generateTree({ seed: 13, files: 15, root: 'tool' }));
+  app = buildImage({ layers: [base, a], config: { Cmd: ['/app/run'] } });
+  tool = buildImage({ layers: [base, b], format: 'docker' });
+  const amd64 = buildImage({ layers: [a], platform: { os: 'linux', architecture: 'amd64' } });
+  const arm64 = buildImage({ layers: [b], platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } });
+  multi = buildIndex({ images: [amd64, arm64] });
+  ts = await openTestStore();
+  await storeImage(ts.store, app, 'registry.test/app:1');
+  await ts.store.setReference(parseReference('registry.test/app:latest'), app.manifest.descriptor.digest);
+  await storeImage(ts.store, tool, 'registry.test/tool:2');
+  await storeIndex(ts.store, multi, [amd64, arm64], 'registry.test/multi:1');
+  await storeIndex(
+    ts.store,
+    buildIndex({
+      images: [amd64, buildImage({ layers: [base], platform: { os: 'linux', architecture: 's390x' } })],
+    }),
+    [amd64],
+    'registry.test/partial:1',
+  );
+  // A pull that stored its manifest and tag but never committed the image.
+  const half = await buildImageFromTrees([generateTree({ seed: 14, files: 3 })]);
+  await ts.store.putBlob(half.manifest.descriptor.digest, half.manifest.bytes);
+  await ts.store.setReference(parseReference('registry.test/half:1'), half.manifest.descriptor.digest);
+});
+
+afterAll(async () => {
+  await ts.close();
+});
+
+function sha256(bytes: Uint8Array): Digest {
+  return digestOf(bytes);
+}
+
+function decompress(
+  compression: LayerCompressionChoice | 'gzip' | 'zstd' | 'none',
+  bytes: Buffer,
+  mediaType?: string,
+): Buffer {
+  const kind = compression === 'original' ? (mediaType?.endsWith('zstd') ? 'zstd' : 'gzip') : compression;
+  switch (kind) {
+    case 'gzip':
+      return gunzipSync(bytes);
+    case 'zstd':
+      return zstdDecompressSync(bytes);
+    default:
+      return bytes;
+  }
+}
+
+async function exportToMemory(request: ExportRequest): Promise<{
+  bytes: Buffer;
+  plan: Awaited<ReturnType<typeof planExport>>;
+  result: Awaited<ReturnType<typeof writeArchive>>;
+}> {
+  const plan = await planExport(ts.store, request);
+  const sink = new MemorySink();
+  const result = await writeArchive(ts.store, plan, sink);
+  return { bytes: sink.bytes, plan, result };
+}
+
+const FORMATS: ExportFormat[] = ['docker', 'oci'];
+const COMPRESSIONS: LayerCompressionChoice[] = ['original', 'none', 'gzip', 'zstd'];
+const COMBINATIONS = FORMATS.flatMap((f) => COMPRESSIONS.map((c) => [f, c] as const));
+
+describe.each(COMBINATIONS)('a %s archive with %s layers', (format, compression) => {
+  it('has the planned size and digest, each layer once, layers whose content is their diffID, the index last', async () => {
+    const { bytes, plan, result } = await exportToMemory({
+      targets: [{ input: 'registry.test/app:1' }, { input: 'registry.test/tool:2' }],
+      format,
+      compression,
+    });
+    expect(result.size).toBe(bytes.length);
+    expect(plan.size).toBe(bytes.length);
+    expect(result.digest).toBe(sha256(bytes));
+    const members = await readTar(bytes);
+    expect(members.map((m) => m.name)).toEqual(plan.members.map((m) => m.name));
+    expect(new Set(members.map((m) => m.mode))).toEqual(new Set([0o644]));
+    expect(new Set(members.map((m) => m.mtime))).toEqual(new Set([0]));
+    expect(members.at(-1)!.name).toBe(format === 'docker' ? 'manifest.json' : 'index.json');
+    const byName = new Map(members.map((m) => [m.name, m.bytes]));
+
+    // Three distinct layers (the base is shared), written once each.
+    const layers = plan.members.filter((m) => m.kind === 'layer');
+    expect(layers.map((l) => l.diffID)).toEqual([
+      app.layers[0]!.diffId,
+      app.layers[1]!.diffId,
+      tool.layers[1]!.diffId,
+    ]);
+    for (const layer of layers) {
+      const content = byName.get(layer.name)!;
+      expect(sha256(content)).toBe(layer.digest);
+      expect(content.length).toBe(layer.size);
+      expect(sha256(decompress(compression, content, layer.mediaType))).toBe(layer.diffID);
+    }
+    if (compression === 'original') {
+      expect(layers.map((l) => l.digest)).toEqual([
+        app.layerDescriptors[0]!.digest,
+        app.layerDescriptors[1]!.digest,
+        tool.layerDescriptors[1]!.digest,
+      ]);
+    }
+    if (compression === 'none') expect(layers.map((l) => l.digest)).toEqual(layers.map((l) => l.diffID));
+
+    const names = (l: readonly { name: string }[]): string[] => l.map((x) => x.name);
+    if (format === 'docker') {
+      const manifest = JSON.parse(byName.get('manifest.json')!.toString('utf8')) as unknown;
+      expect(manifest).toEqual([
+        {
+          Config: `${digestHex(app.config.descriptor.digest)}.json`,
+          RepoTags: ['registry.test/app:1'],
+          Layers: names(layers.slice(0, 2)),
+        },
+        {
+          Config: `${digestHex(tool.config.descriptor.digest)}.json`,
+          RepoTags: ['registry.test/tool:2'],
+          Layers: names([layers[0]!, layers[2]!]),
+        },
+      ]);
+      expect(byName.get(`${digestHex(app.config.descriptor.digest)}.json`)!.equals(app.config.bytes)).toBe(
+        true,
+      );
+    } else {
+      expect(JSON.parse(byName.get('oci-layout')!.toString('utf8'))).toEqual({ imageLayoutVersion: '1.0.0' });
+      const index = JSON.parse(byName.get('index.json')!.toString('utf8')) as {
+        mediaType: string;
+        manifests: { mediaType: string; digest: Digest; size: number; annotations: Record<string, string> }[];
+      };
+      expect(index.mediaType).toBe(OCI_INDEX);
+      expect(index.manifests.map((m) => m.annotations)).toEqual(
+        ['registry.test/app:1', 'registry.test/tool:2'].map((name) => ({
+          'io.containerd.image.name': name,
+          'org.opencontainers.image.ref.name': name,
+        })),
+      );
+      const expectedLayers = [layers.slice(0, 2), [layers[0]!, layers[2]!]];
+      for (const [i, entry] of index.manifests.entries()) {
+        const image = [app, tool][i]!;
+        const blob = byName.get(`blobs/sha256/${digestHex(entry.digest)}`)!;
+        expect(sha256(blob)).toBe(entry.digest);
+        expect(blob.length).toBe(entry.size);
+        if (compression === 'original' && image.format === 'oci') {
+          // The stored manifest, byte for byte.
+          expect(entry.digest).toBe(image.manifest.descriptor.digest);
+        }
+        // Otherwise a new OCI manifest (of the original blobs, for Docker images): checked below.
+        expect(entry.mediaType).toBe(OCI_MANIFEST);
+        const parsed = parseManifest(blob);
+        if (parsed.kind !== 'manifest') throw new Error('expected a manifest');
+        expect(parsed.manifest.config.digest).toBe(image.config.descriptor.digest);
+        expect(parsed.manifest.layers.map((l) => [l.digest, l.size])).toEqual(
+          expectedLayers[i]!.map((l) => [l.digest, l.size]),
+        );
+        expect(
+          byName.get(`blobs/sha256/${digestHex(image.config.descriptor.digest)}`)!.equals(image.config.bytes),
+        ).toBe(true);
+      }
+    }
+  });
+});
+
+describe('names and platforms', () => {
+  it('lists an image once in manifest.json with every tag, and once per name in index.json', async () => {
+    const targets = [{ input: 'registry.test/app:1' }, { input: 'registry.test/app:latest' }];
+    const docker = await readTar(
+      (await exportToMemory({ targets, format: 'docker', compression: 'none' })).bytes,
+    );
+    const manifest = JSON.parse(docker.at(-1)!.bytes.toString('utf8')) as { RepoTags: string[] }[];
+    expect(manifest.map((m) => m.RepoTags)).toEqual([['registry.test/app:1', 'registry.test/app:latest']]);
+    const oci = await readTar(
+      (await exportToMemory({ targets, format: 'oci', compression: 'original' })).bytes,
+    );
+    const index = JSON.parse(oci.at(-1)!.bytes.toString('utf8')) as {
+      manifests: { digest: string; annotations: Record<string, string> }[];
+    };
+    expect(
+      index.manifests.map((m) => [m.digest, m.annotations['org.opencontainers.image.ref.name']]),
+    ).toEqual([
+      [app.manifest.descriptor.digest, 'registry.test/app:1'],
+      [app.manifest.descriptor.digest, 'registry.test/app:latest'],
+    ]);
+  });
+
+  it('writes a multi-platform image as its stored index when every platform is stored', async () => {
+    const { bytes, plan } = await exportToMemory({
+      targets: [{ input: 'registry.test/multi:1' }],
+      format: 'oci',
+      compression: 'original',
+    });
+    expect(plan.images.map((i) => i.platform)).toEqual(['linux/amd64', 'linux/arm64/v8']);
+    const members = await readTar(bytes);
+    const index = JSON.parse(members.at(-1)!.bytes.toString('utf8')) as {
+      manifests: { digest: string; mediaType: string }[];
+    };
+    expect(index.manifests.map((m) => [m.mediaType, m.digest])).toEqual([
+      [OCI_INDEX, multi.manifest.descriptor.digest],
+    ]);
+    expect(
+      members
+        .find((m) => m.name === `blobs/sha256/${digestHex(multi.manifest.descriptor.digest)}`)!
+        .bytes.equals(multi.manifest.bytes),
+    ).toBe(true);
+  });
+
+  it('writes a new index of the stored platforms when the layers are recompressed', async () => {
+    const { bytes, plan } = await exportToMemory({
+      targets: [{ input: 'registry.test/multi:1' }],
+      format: 'oci',
+      compression: 'zstd',
+    });
+    const members = await readTar(bytes);
+    const entry = (JSON.parse(members.at(-1)!.bytes.toString('utf8')) as { manifests: { digest: Digest }[] })
+      .manifests[0]!;
+    const index = parseManifest(
+      members.find((m) => m.name === `blobs/sha256/${digestHex(entry.digest)}`)!.bytes,
+    );
+    if (index.kind !== 'index') throw new Error('expected an index');
+    expect(index.index.manifests.map((m) => [m.digest, m.platform])).toEqual(
+      plan.images.map((i, n) => [i.manifestDigest, multi.images[n]!.platform]),
+    );
+  });
+
+  it('exports the only stored platform of a partly pulled index as that image', async () => {
+    const { plan } = await exportToMemory({
+      targets: [{ input: 'registry.test/partial:1' }],
+      format: 'docker',
+      compression: 'none',
+    });
+    expect(plan.images.map((i) => [i.sourceManifestDigest, i.platform])).toEqual([
+      [multi.images[0]!.manifest.descriptor.digest, 'linux/amd64'],
+    ]);
+  });
+
+  it('picks one platform of a multi-platform image for a docker archive', async () => {
+    const plan = await planExport(ts.store, {
+      targets: [{ input: 'registry.test/multi:1' }],
+      format: 'docker',
+      compression: 'none',
+      platform: { os: 'linux', architecture: 'arm64' },
+    });
+    expect(plan.images.map((i) => i.platform)).toEqual(['linux/arm64/v8']);
+  });
+
+  it('exports by digest, with no tag', async () => {
+    const digest = app.manifest.descriptor.digest;
+    const { bytes } = await exportToMemory({
+      targets: [{ input: digest }],
+      format: 'docker',
+      compression: 'none',
+    });
+    const manifest = JSON.parse((await readTar(bytes)).at(-1)!.bytes.toString('utf8')) as {
+      RepoTags: string[];
+    }[];
+    expect(manifest.map((m) => m.RepoTags)).toEqual([[]]);
+  });
+});
+
+describe('archive compression', () => {
+  it.each(['gzip', 'zstd'] as const)(
+    'a %s archive is the plain archive compressed, of unknown size in advance',
+    async (archiveCompression) => {
+      const request = {
+        targets: [{ input: 'registry.test/app:1' }],
+        format: 'oci' as const,
+        compression: 'none' as const,
+      };
+      const plain = await exportToMemory(request);
+      const packed = await exportToMemory({ ...request, archiveCompression });
+      expect(packed.plan.size).toBeUndefined();
+      expect(packed.plan.contentType).toBe(`application/x-tar+${archiveCompression}`);
+      expect(packed.result.digest).toBe(sha256(packed.bytes));
+      expect(packed.result.tarSize).toBe(plain.bytes.length);
+      expect(decompress(archiveCompression, packed.bytes).equals(plain.bytes)).toBe(true);
+    },
+  );
+});
+
+describe('layer variants', () => {
+  it('computes and records a recompressed layer the first time only; the archive is the same', async () => {
+    const fresh = await openTestStore();
+    try {
+      await storeImage(fresh.store, app, 'registry.test/app:1');
+      const request: ExportRequest = {
+        targets: [{ input: 'registry.test/app:1' }],
+        format: 'oci',
+        compression: 'gzip',
+      };
+      const first = await planExport(fresh.store, request);
+      expect(first.variantsComputed).toBe(2);
+      const sink1 = new MemorySink();
+      const r1 = await writeArchive(fresh.store, first, sink1);
+      const second = await planExport(fresh.store, request);
+      expect(second.variantsComputed).toBe(0);
+      const sink2 = new MemorySink();
+      const r2 = await writeArchive(fresh.store, second, sink2);
+      expect(r2.digest).toBe(r1.digest);
+      for (const layer of r1.layers) {
+        const record = await fresh.store.getLayerVariant(layer.diffID, recipeOf('gzip'));
+        expect([record?.digest, record?.size]).toEqual([layer.digest, layer.size]);
+      }
+    } finally {
+      await fresh.close();
+    }
+  });
+});
+
+describe('bad input before any byte', () => {
+  it.each<[string, ExportRequest, Error]>([
+    [
+      'an unknown reference',
+      { targets: [{ input: 'registry.test/nope:1' }], format: 'docker', compression: 'none' },
+      new UnknownReferenceError('registry.test/nope:1'),
+    ],
+    [
+      'an unknown digest',
+      { targets: [{ input: `sha256:${'0'.repeat(64)}` }], format: 'oci', compression: 'none' },
+      new UnknownReferenceError(`sha256:${'0'.repeat(64)}`),
+    ],
+    [
+      'an invalid reference',
+      { targets: [{ input: 'Not A Ref' }], format: 'oci', compression: 'none' },
+      new ExportRequestError('invalid reference "Not A Ref": repository must be lowercase'),
+    ],
+    [
+      'no reference',
+      { targets: [], format: 'oci', compression: 'none' },
+      new ExportRequestError('nothing to export: no reference given'),
+    ],
+    [
+      'several platforms in a docker archive',
+      {
+        targets: [{ input: 'registry.test/multi:1' }],
+        format: 'docker',
+        compression: 'none',
+        platform: 'all',
+      },
+      new ExportRequestError(
+        '"registry.test/multi:1" has 2 platform images (linux/amd64, linux/arm64/v8): a docker archive holds one image per tag; choose one with a platform, or export the OCI format',
+      ),
+    ],
+    [
+      'a platform that is not stored',
+      {
+        targets: [{ input: 'registry.test/multi:1' }],
+        format: 'oci',
+        compression: 'none',
+        platform: { os: 'linux', architecture: 's390x' },
+      },
+      new ExportRequestError(
+        '"registry.test/multi:1" has no image for platform linux/s390x in the store (stored: linux/amd64, linux/arm64/v8)',
+      ),
+    ],
+  ])('%s', async (_name, request, error) => {
+    await expect(planExport(ts.store, request)).rejects.toThrow(error);
+  });
+
+  it('an image that is not fully committed', async () => {
+    const digest = (await ts.store.getReference(parseReference('registry.test/half:1')))!.digest;
+    await expect(
+      planExport(ts.store, {
+        targets: [{ input: 'registry.test/half:1' }],
+        format: 'oci',
+        compression: 'none',
+      }),
+    ).rejects.toThrow(
+      new IncompleteImageError(
+        `image ${digest} ("registry.test/half:1") is not fully committed: no image record yet (a pull still running, or one that failed)`,
+      ),
+    );
+  });
+
+  it('original layers from a store that drops them', async () => {
+    const drop = await openTestStore('drop');
+    try {
+      await storeImage(drop.store, tool, 'registry.test/tool:2');
+      const request: ExportRequest = {
+        targets: [{ input: 'registry.test/tool:2' }],
+        format: 'docker',
+        compression: 'original',
+      };
+      await expect(planExport(drop.store, request)).rejects.toThrow(
+        new ExportRequestError(
+          'compression "original" needs the original layer blobs, but this store drops them (blob policy drop): export with compression gzip, zstd or none',
+        ),
+      );
+      // The same store opened with another policy still has no blobs to give.
+      const keep = new Store(drop.store.backend, { blobPolicy: 'keep' });
+      await expect(planExport(keep, request)).rejects.toThrow(
+        new ExportRequestError(
+          `image ${tool.manifest.descriptor.digest} ("registry.test/tool:2"): the original blob ${tool.layerDescriptors[0]!.digest} of layer ${tool.layers[0]!.diffId} is not in the store (a store with blob policy drop keeps none): export with compression gzip, zstd or none`,
+        ),
+      );
+      // Recompressed, it exports.
+      const plan = await planExport(drop.store, { ...request, compression: 'gzip' });
+      expect(plan.images.length).toBe(1);
+    } finally {
+      await drop.close();
+    }
+  });
+});
+
+describe('failures mid-stream', () => {
+  async function damagedStore(): Promise<TestStore> {
+    const t = await openTestStore();
+    await storeImage(t.store, app, 'registry.test/app:1');
+    return t;
+  }
+
+  it('a layer that does not compress to its variant record fails the export naming the layer; no file is left', async () => {
+    const t = await damagedStore();
+    try {
+      const diffID = app.layers[1]!.diffId;
+      const recipe = recipeOf('zstd');
+      const plan0 = await planExport(t.store, {
+        targets: [{ input: 'registry.test/app:1' }],
+        format: 'docker',
+        compression: 'zstd',
+      });
+      const real = plan0.members.find((m) => m.kind === 'layer' && m.diffID === diffID)!;
+      const wrong = parseDigest(`sha256:${'e'.repeat(64)}`);
+      await t.store.putLayerVariant({
+        ...recipe,
+        diffID,
+        digest: wrong,
+        size: real.kind === 'layer' ? real.size : 0,
+      });
+      const plan = await planExport(t.store, {
+        targets: [{ input: 'registry.test/app:1' }],
+        format: 'docker',
+        compression: 'zstd',
+      });
+      const target = join(t.dir, 'app.tar');
+      await expect(writeArchiveFile(t.store, plan, target)).rejects.toThrow(
+        new LayerVariantMismatchError(
+          `layer ${diffID}: zstd level 3 (${recipe.codec}) gave ${real.kind === 'layer' ? real.digest : ''} (${real.kind === 'layer' ? real.size : 0} bytes), but its variant record says ${wrong} (${real.kind === 'layer' ? real.size : 0} bytes)`,
+        ),
+      );
+      expect(existsSync(target)).toBe(false);
+      expect((await readdir(t.dir)).sort()).toEqual(['store']);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('a corrupt object destroys the output instead of ending it', async () => {
+    const t = await damagedStore();
+    try {
+      const plan = await planExport(t.store, {
+        targets: [{ input: 'registry.test/app:1' }],
+        format: 'oci',
+        compression: 'none',
+      });
+      const packs = join(t.dir, 'store', 'packs');
+      for (const name of await readdir(packs)) {
+        const path = join(packs, name);
+        const bytes = await readFile(path);
+        // Flip bytes in the middle of every pack: some object no longer hashes to its key.
+        for (let i = 0; i < 64; i++) bytes[Math.floor(bytes.length / 2) + i]! ^= 0xff;
+        await writeFile(path, bytes);
+      }
+      const sink = new MemorySink();
+      const failed = await writeArchive(t.store, plan, sink).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(failed).toBeInstanceOf(Error);
+      const chain: unknown[] = [];
+      for (let e: unknown = failed; e instanceof Error; e = e.cause) chain.push(e);
+      expect(chain.some((e) => e instanceof CorruptObjectError)).toBe(true);
+      expect(sink.destroyed).toBe(true);
+      expect(sink.writableFinished).toBe(false);
+      expect(sink.bytes.length).toBeLessThan(plan.size!);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('an abort stops the export with the caller’s reason; no file is left', async () => {
+    const t = await damagedStore();
+    try {
+      const plan = await planExport(t.store, {
+        targets: [{ input: 'registry.test/app:1' }],
+        format: 'oci',
+        compression: 'gzip',
+      });
+      const controller = new AbortController();
+      const reason = new Error('stop: operator request');
+      const target = join(t.dir, 'out.tar');
+      await expect(
+        writeArchiveFile(t.store, plan, target, {
+          signal: controller.signal,
+          onProgress: () => controller.abort(reason),
+        }),
+      ).rejects.toThrow(reason);
+      expect((await readdir(t.dir)).sort()).toEqual(['store']);
+    } finally {
+      await t.close();
+    }
+  });
+});

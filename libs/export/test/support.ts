@@ -1,0 +1,140 @@
+/**
+ * Test support: a directory store with fixture images written into it as the pipeline would
+ * (blobs, split layers, layer blob records, image records, references), and small readers of the
+ * archives the tests produce.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip, createZstdDecompress } from 'node:zlib';
+import { extract } from 'tar-stream';
+import { layerCompression, parseReference } from '@stevedore/oci';
+import { openStore, type BlobPolicy, type Store } from '@stevedore/store';
+import type { FixtureImage, FixtureIndex } from '@stevedore/testing';
+
+export interface TestStore {
+  readonly store: Store;
+  readonly dir: string;
+  close(): Promise<void>;
+}
+
+export async function openTestStore(blobPolicy: BlobPolicy = 'keep'): Promise<TestStore> {
+  const dir = await mkdtemp(join(tmpdir(), 'stevedore-export-test-'));
+  const store = await openStore({ backend: { kind: 'directory', path: join(dir, 'store') }, blobPolicy });
+  return {
+    store,
+    dir,
+    async close() {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function decompressor(compression: 'gzip' | 'zstd' | 'none'): NodeJS.ReadWriteStream[] {
+  switch (compression) {
+    case 'gzip':
+      return [createGunzip()];
+    case 'zstd':
+      return [createZstdDecompress()];
+    case 'none':
+      return [];
+  }
+}
+
+/** Writes a fixture image (in-memory layers) into the store as the pipeline does, and tags it. */
+export async function storeImage(store: Store, image: FixtureImage, reference?: string): Promise<void> {
+  await store.putBlob(image.config.descriptor.digest, image.config.bytes);
+  await store.putBlob(image.manifest.descriptor.digest, image.manifest.bytes);
+  for (const [i, layer] of image.layers.entries()) {
+    if (layer.content.kind !== 'memory') throw new Error('storeImage takes in-memory layers');
+    const descriptor = image.layerDescriptors[i]!;
+    await store.putBlob(descriptor.digest, layer.content.bytes);
+    const tar = Readable.from([layer.content.bytes]);
+    const stages = decompressor(layerCompression(descriptor.mediaType));
+    const plain = stages.length === 0 ? tar : tar.pipe(stages[0]!);
+    await store.importLayer(plain as Readable, { expectedDiffID: layer.diffId });
+    await store.commitLayer({
+      digest: descriptor.digest,
+      diffID: layer.diffId,
+      size: descriptor.size,
+      mediaType: descriptor.mediaType,
+    });
+  }
+  await store.putImage({
+    manifest: {
+      digest: image.manifest.descriptor.digest,
+      size: image.manifest.descriptor.size,
+      mediaType: image.manifest.descriptor.mediaType,
+    },
+    config: {
+      digest: image.config.descriptor.digest,
+      size: image.config.descriptor.size,
+      mediaType: image.config.descriptor.mediaType,
+    },
+    platform: image.platform,
+    layers: image.layerDescriptors.map((d, i) => ({
+      digest: d.digest,
+      diffID: image.layers[i]!.diffId,
+      size: d.size,
+      mediaType: d.mediaType,
+    })),
+  });
+  if (reference !== undefined) {
+    await store.setReference(parseReference(reference), image.manifest.descriptor.digest);
+  }
+}
+
+/** Writes an index and the given platform images (others stay unpulled), and tags the index. */
+export async function storeIndex(
+  store: Store,
+  index: FixtureIndex,
+  images: readonly FixtureImage[],
+  reference: string,
+): Promise<void> {
+  for (const image of images) await storeImage(store, image);
+  await store.putBlob(index.manifest.descriptor.digest, index.manifest.bytes);
+  await store.setReference(parseReference(reference), index.manifest.descriptor.digest);
+}
+
+/** Collects a stream in memory (small test archives only). */
+export class MemorySink extends Writable {
+  readonly chunks: Buffer[] = [];
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.chunks.push(chunk);
+    callback();
+  }
+  get bytes(): Buffer {
+    return Buffer.concat(this.chunks);
+  }
+}
+
+export interface TarMember {
+  readonly name: string;
+  readonly size: number;
+  readonly mode: number | undefined;
+  readonly mtime: number | undefined;
+  readonly bytes: Buffer;
+}
+
+/** The members of a (small) tar, in order, with their content. */
+export async function readTar(tar: Uint8Array): Promise<TarMember[]> {
+  const members: TarMember[] = [];
+  const ex = extract();
+  const done = pipeline(Readable.from([tar]), ex);
+  for await (const entry of ex) {
+    const chunks: Buffer[] = [];
+    for await (const chunk of entry) chunks.push(chunk as Buffer);
+    members.push({
+      name: entry.header.name,
+      size: entry.header.size ?? 0,
+      mode: entry.header.mode,
+      mtime: entry.header.mtime?.getTime(),
+      bytes: Buffer.concat(chunks),
+    });
+  }
+  await done;
+  return members;
+}
