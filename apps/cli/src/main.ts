@@ -4,6 +4,7 @@
  * Exit codes: 0 success, 1 the operation failed (the reason on stderr), 2 bad usage.
  */
 import { parseArgs } from 'node:util';
+import { exportCommand, ExportUsageError } from './commands/export.ts';
 import { imagesCommand, inspectCommand, rmCommand } from './commands/images.ts';
 import { pullCommand } from './commands/pull.ts';
 import { apiCommand, stackCommand } from './commands/services.ts';
@@ -20,6 +21,7 @@ commands:
   images          list the images in the store
   inspect REF     show an image: manifest, config, layers and what they take in the store
   rm REF...       remove references (the content stays until garbage collection)
+  export REF...   write images as a docker or OCI archive (-o FILE, or -o - for stdout)
   worker ROLE     run pipeline workers: fetcher, hasher, committer or all
   api             run the HTTP API (with Bull Board at /admin/queues)
   stack           run Redis, all workers and the API on this machine
@@ -39,6 +41,27 @@ with the reason if the pull fails. --platform defaults to this machine's platfor
   inspect:
     'usage: stevedore inspect REF\n\nPrints an image as JSON: manifest, config, layers, and what each layer takes in the store.\n',
   rm: 'usage: stevedore rm REF...\n\nRemoves references. Exits 1 if one of them does not exist.\n',
+  export: `usage: stevedore export REF... -o FILE|- [--format docker|oci]
+       [--compression original|none|gzip|zstd] [--archive-compression none|gzip|zstd]
+       [--platform os/arch[/variant]|all]
+
+Writes the images REF... point at as one archive, streamed from the store in one pass; layers
+shared by several images are written once. FILE is written under a temporary name and renamed
+once complete; '-o -' writes to stdout (not to a terminal).
+
+  --format docker       what 'docker load' and 'podman load' read (manifest.json, RepoTags); default
+  --format oci          an OCI image layout (index.json with org.opencontainers.image.ref.name)
+  --compression         layers as pulled (original: needs the keep blob policy; the default then),
+                        plain tars (none), or recompressed (gzip, the default with the drop policy;
+                        zstd). A layer's first gzip/zstd export compresses it twice (once to size it);
+                        later exports are one pass. See docs/export.md.
+  --archive-compression the whole archive; default from FILE's suffix (.tar.gz/.tgz, .tar.zst)
+  --platform            for multi-platform images: one platform, or all (OCI only); default: all
+                        stored platforms (oci), the only or this machine's platform (docker)
+
+Exits 1 when a reference is not in the store, an image is not fully committed, or the export
+fails (no file is left under FILE), 2 on bad usage.
+`,
   worker:
     'usage: stevedore worker fetcher|hasher|committer|all\n\nRuns pipeline workers until SIGTERM, then finishes the active jobs and exits.\n',
   api: 'usage: stevedore api\n\nRuns the HTTP API (STEVEDORE_API_TOKEN is required). The API never runs workers.\n',
@@ -59,6 +82,10 @@ const OPTIONS = {
   platform: { type: 'string' },
   wait: { type: 'boolean' },
   json: { type: 'boolean' },
+  output: { type: 'string', short: 'o' },
+  format: { type: 'string' },
+  compression: { type: 'string' },
+  'archive-compression': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -103,6 +130,23 @@ async function main(argv: readonly string[]): Promise<number> {
     case 'rm':
       if (positionals.length === 0) return usageError(command, 'expected at least one image reference');
       return rmCommand(positionals);
+    case 'export': {
+      if (positionals.length === 0) return usageError(command, 'expected at least one image reference');
+      if (values.output === undefined) return usageError(command, 'missing -o FILE (or -o - for stdout)');
+      try {
+        return await exportCommand({
+          refs: positionals,
+          output: values.output,
+          format: values.format,
+          compression: values.compression,
+          archiveCompression: values['archive-compression'],
+          platform: values.platform,
+        });
+      } catch (err) {
+        if (err instanceof ExportUsageError) return usageError(command, err.message);
+        throw err;
+      }
+    }
     case 'worker': {
       const { runWorkers } = await import('./commands/worker.ts');
       return runWorkers(positionals);
