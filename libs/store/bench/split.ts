@@ -3,18 +3,26 @@
  *
  * Datasets:
  *   (a) synthetic: a 2 GB tar of 10,000 x 200 KiB files of incompressible bytes, generated while
- *       it is read (no temporary file); then the same tar with 1% of the files changed, imported
- *       into the store with the `drop` policy, to measure what a small change adds.
+ *       it is read (no temporary file) by a separate process (`--generate`) and read from its
+ *       stdout, as a layer arrives from a decompressor in production (fresh chunks of up to 64 KiB);
+ *       then the same tar with 1% of the files changed, imported into the store with the `drop`
+ *       policy, to measure what a small change adds.
  *   (b) usr-share: `tar -C /usr -cf - share` (a real size distribution), after a warm-up read.
  * Backends: a directory in a temp dir, and S3 (a local fauxqs child process by default, or the
  * server in STEVEDORE_BENCH_S3_ENDPOINT / _BUCKET / _REGION with AWS_* credentials).
  *
- * Each measurement runs in its own child process so its peak RSS is its own.
+ * Each measurement runs in its own child process so its peak RSS is its own, and the input is
+ * produced by another process so its CPU is not counted. CPU is `process.cpuUsage()` (every thread
+ * of the process: main, store workers, V8's GC helpers, libuv's pool), split by thread from
+ * /proc/self/task on Linux. An `input` line measures reading the same input with no store (the
+ * floor of both figures: a pipe's reads and the garbage they leave cost CPU and memory too).
  *
  * Options: --backend directory|s3|both   --dataset a|b|both   --files N (dataset a, default 10000)
+ *          --generate FILES,VARIANT (internal: write the synthetic tar to stdout)
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createCipheriv, randomUUID } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -38,6 +46,8 @@ const FILE_SIZE = 200 * KiB;
 /** Incompressible content comes from this pool, each file from its own offset with a unique prefix. */
 const POOL_BYTES = 64 * MiB;
 const BLOCK = 512;
+/** AES-128 key and IV length (both all zeros: the pool only has to look random). */
+const POOL_KEY_BYTES = 16;
 /** Every 100th file changes in the second synthetic layer (1%). */
 const CHANGE_EVERY = 100;
 
@@ -65,8 +75,11 @@ let pool: Buffer | undefined;
 
 /** The synthetic tar, generated as it is read. `variant` changes every 100th file's content. */
 function syntheticTar(files: number, variant: number): Readable {
-  // One pool per process: both variants share the unchanged 99%.
-  pool ??= randomBytes(POOL_BYTES);
+  // The same pool in every generator process (an AES-CTR keystream under a fixed key: fast,
+  // incompressible, deterministic), so both variants share the unchanged 99%.
+  pool ??= createCipheriv('aes-128-ctr', Buffer.alloc(POOL_KEY_BYTES), Buffer.alloc(POOL_KEY_BYTES)).update(
+    Buffer.alloc(POOL_BYTES),
+  );
   const bytes = pool;
   const padding = Buffer.alloc((BLOCK - (FILE_SIZE % BLOCK)) % BLOCK);
   return Readable.from(
@@ -91,6 +104,14 @@ function syntheticTar(files: number, variant: number): Readable {
   );
 }
 
+/** The synthetic tar read from a generator process (`--generate`), as a layer comes from a pipe. */
+function syntheticInput(files: number, variant: number): { stream: Readable; done: Promise<void> } {
+  const child = spawn(process.execPath, [SELF, '--generate', `${files},${variant}`], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return { stream: child.stdout, done: exited(child, 'generator') };
+}
+
 function usrShareTar(): { stream: Readable; done: Promise<void> } {
   const child = spawn('tar', ['-C', '/usr', '-cf', '-', 'share'], { stdio: ['ignore', 'pipe', 'ignore'] });
   return { stream: child.stdout, done: exited(child, 'tar') };
@@ -109,15 +130,66 @@ function exited(child: ChildProcess, name: string): Promise<void> {
 // ---- one measurement, in a child process -------------------------------------------------------
 
 interface ChildTask {
+  /** `input`: read the dataset with no store (the floor of CPU and memory). */
+  readonly mode: 'store' | 'input';
   readonly backend: BackendConfig;
   readonly dataset: 'a' | 'b';
   readonly files: number;
+}
+
+function datasetInput(task: ChildTask, variant: number): { stream: Readable; done: Promise<void> } {
+  return task.dataset === 'a' ? syntheticInput(task.files, variant) : usrShareTar();
+}
+
+/** CPU seconds of this process's threads by kind (Linux /proc; empty elsewhere). */
+function threadCpu(): Map<string, number> {
+  const out = new Map<string, number>();
+  let tids: string[];
+  try {
+    tids = readdirSync('/proc/self/task');
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const comm = readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
+      // Fields after "(comm) ": state is [0]; utime and stime are [11] and [12], in clock ticks.
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const seconds = (Number(f[11]) + Number(f[12])) / CLOCK_TICKS;
+      const kind = tid === String(process.pid) ? 'main' : (THREAD_KINDS[comm] ?? 'other');
+      out.set(kind, (out.get(kind) ?? 0) + seconds);
+    } catch {
+      // The thread ended meanwhile.
+    }
+  }
+  return out;
+}
+
+/** Linux USER_HZ: /proc times are in 1/100 s on every Linux architecture Node runs on. */
+const CLOCK_TICKS = 100;
+/** Thread names Node gives its threads. */
+const THREAD_KINDS: Readonly<Record<string, string>> = {
+  WorkerThread: 'workers',
+  V8Worker: 'gc',
+  'libuv-worker': 'libuv',
+};
+
+function cpuSplit(before: Map<string, number>, after: Map<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of after) out[k] = v - (before.get(k) ?? 0);
+  return out;
 }
 
 interface ChildResult {
   readonly splitSeconds: number;
   /** CPU time of all the process's threads during the split. */
   readonly splitCpuSeconds: number;
+  /** The same by thread kind (main, workers, gc, libuv, other). */
+  readonly splitCpuByThread: Record<string, number>;
+  readonly rebuildCpuSeconds: number;
+  /** Peak RSS when the split ends (before the rebuild). */
+  readonly splitPeakRssMiB: number;
   readonly tarBytes: number;
   readonly objects: number;
   readonly files: number;
@@ -141,22 +213,21 @@ async function storedBytes(store: Store): Promise<number> {
 async function runChild(task: ChildTask): Promise<ChildResult> {
   const store = await openStore({ backend: task.backend });
   const before = snapshotStats(store.stats);
+  const threadsBefore = threadCpu();
   const cpuBefore = process.cpuUsage();
   let t = performance.now();
-  let result;
-  if (task.dataset === 'a') {
-    result = await store.importLayer(syntheticTar(task.files, 0));
-  } else {
-    const tar = usrShareTar();
-    result = await store.importLayer(tar.stream);
-    await tar.done;
-  }
+  const input = datasetInput(task, 0);
+  const result = await store.importLayer(input.stream);
+  await input.done;
   const splitSeconds = (performance.now() - t) / 1000;
   const cpu = process.cpuUsage(cpuBefore);
+  const splitCpuByThread = cpuSplit(threadsBefore, threadCpu());
+  const splitPeakRssMiB = process.resourceUsage().maxRSS / 1024;
   const d = diffStats(store.stats, before);
   const stored = await storedBytes(store);
 
   t = performance.now();
+  const rebuildCpuBefore = process.cpuUsage();
   await pipeline(
     await store.openLayer(result.diffID),
     new Writable({
@@ -166,18 +237,24 @@ async function runChild(task: ChildTask): Promise<ChildResult> {
     }),
   );
   const rebuildSeconds = (performance.now() - t) / 1000;
+  const rebuildCpu = process.cpuUsage(rebuildCpuBefore);
 
   let changedAddedBytes: number | undefined;
   let changedTarBytes: number | undefined;
   if (task.dataset === 'a') {
     const drop = await openStore({ backend: task.backend, blobPolicy: 'drop' });
-    const changed = await drop.importLayer(syntheticTar(task.files, 1));
+    const changedInput = datasetInput(task, 1);
+    const changed = await drop.importLayer(changedInput.stream);
+    await changedInput.done;
     changedAddedBytes = (await storedBytes(drop)) - stored;
     changedTarBytes = changed.size;
   }
   return {
     splitSeconds,
     splitCpuSeconds: (cpu.user + cpu.system) / 1e6,
+    splitCpuByThread,
+    rebuildCpuSeconds: (rebuildCpu.user + rebuildCpu.system) / 1e6,
+    splitPeakRssMiB,
     tarBytes: result.size,
     objects: result.stats.objects,
     files: result.stats.files,
@@ -193,11 +270,38 @@ async function runChild(task: ChildTask): Promise<ChildResult> {
   };
 }
 
+interface InputResult {
+  readonly bytes: number;
+  readonly cpuSeconds: number;
+  readonly peakRssMiB: number;
+}
+
+/** Reads the dataset and drops it: what the input alone costs this process. */
+async function runInputChild(task: ChildTask): Promise<InputResult> {
+  const cpuBefore = process.cpuUsage();
+  const input = datasetInput(task, 0);
+  let bytes = 0;
+  for await (const chunk of input.stream as AsyncIterable<Buffer>) bytes += chunk.length;
+  await input.done;
+  const cpu = process.cpuUsage(cpuBefore);
+  return {
+    bytes,
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    peakRssMiB: process.resourceUsage().maxRSS / 1024,
+  };
+}
+
+/** Writes the synthetic tar to stdout (the generator process of dataset a). */
+async function generate(spec: string): Promise<void> {
+  const [files, variant] = spec.split(',').map(Number);
+  await pipeline(syntheticTar(files!, variant!), process.stdout);
+}
+
 // ---- orchestration ---------------------------------------------------------------------------
 
 const SELF = fileURLToPath(import.meta.url);
 
-async function inChild(task: ChildTask): Promise<ChildResult> {
+async function inChild<R>(task: ChildTask): Promise<R> {
   const child = spawn(process.execPath, [SELF, '--child', JSON.stringify(task)], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -208,7 +312,7 @@ async function inChild(task: ChildTask): Promise<ChildResult> {
       code === 0 ? resolve() : reject(new Error(`benchmark child exited with ${code}`)),
     ),
   );
-  return JSON.parse(out.trim().split('\n').at(-1)!) as ChildResult;
+  return JSON.parse(out.trim().split('\n').at(-1)!) as R;
 }
 
 async function startS3(bucket: string): Promise<{ endpoint: string; stop: () => void }> {
@@ -225,21 +329,32 @@ async function startS3(bucket: string): Promise<{ endpoint: string; stop: () => 
   return { endpoint: `http://127.0.0.1:${port}`, stop: () => child.stdin.end() };
 }
 
-function format(name: string, dataset: string, r: ChildResult): string {
+function format(name: string, dataset: string, r: ChildResult, input: InputResult): string {
   const mb = r.tarBytes / 1e6;
+  const gb = r.tarBytes / GB;
+  const perGB = (seconds: number): string => (seconds / gb).toFixed(2);
+  const threads = Object.entries(r.splitCpuByThread)
+    .filter(([, v]) => v > 0)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([k, v]) => `${k} ${perGB(v)}`)
+    .join(', ');
   const lines = [
     `${name} / ${dataset}: ${mb.toFixed(0)} MB tar, ${r.files} files as objects, ${r.objects} object refs`,
-    `  split    ${(mb / r.splitSeconds).toFixed(0)} MB/s, ${(r.objects / r.splitSeconds).toFixed(0)} objects/s (${r.splitSeconds.toFixed(2)} s; CPU ${(r.splitCpuSeconds / (r.tarBytes / GB)).toFixed(2)} s per GB, all threads)`,
+    `  split    ${(mb / r.splitSeconds).toFixed(0)} MB/s, ${(r.objects / r.splitSeconds).toFixed(0)} objects/s (${r.splitSeconds.toFixed(2)} s; CPU ${perGB(r.splitCpuSeconds)} s per GB, all threads)`,
+    `  threads  CPU s per GB: ${threads === '' ? 'n/a' : threads}`,
     `  requests ${(r.puts / (r.bytesWrittenToBackend / GB)).toFixed(1)} PUT per GB written (${r.puts} PUT, ${r.posts} POST for ${(r.bytesWrittenToBackend / 1e6).toFixed(0)} MB)`,
     `  stored   ${(r.storedBytes / r.uniqueBytes).toFixed(3)} x unique content (${(r.storedBytes / 1e6).toFixed(0)} MB stored / ${(r.uniqueBytes / 1e6).toFixed(0)} MB unique)`,
-    `  rebuild  ${(mb / r.rebuildSeconds).toFixed(0)} MB/s (${r.rebuildSeconds.toFixed(2)} s, verified)`,
+    `  rebuild  ${(mb / r.rebuildSeconds).toFixed(0)} MB/s (${r.rebuildSeconds.toFixed(2)} s, verified; CPU ${perGB(r.rebuildCpuSeconds)} s per GB)`,
   ];
   if (r.changedAddedBytes !== undefined && r.changedTarBytes !== undefined) {
     lines.push(
       `  1% files changed, drop policy: +${(r.changedAddedBytes / 1e6).toFixed(1)} MB = ${((100 * r.changedAddedBytes) / r.changedTarBytes).toFixed(2)}% of the tar`,
     );
   }
-  lines.push(`  peak RSS ${r.peakRssMiB.toFixed(0)} MiB`);
+  lines.push(
+    `  peak RSS ${r.splitPeakRssMiB.toFixed(0)} MiB at the end of the split, ${r.peakRssMiB.toFixed(0)} MiB overall`,
+    `  input    alone (read and dropped, no store): CPU ${(input.cpuSeconds / (input.bytes / GB)).toFixed(2)} s per GB, peak RSS ${input.peakRssMiB.toFixed(0)} MiB`,
+  );
   return lines.join('\n');
 }
 
@@ -250,10 +365,17 @@ async function main(): Promise<void> {
       backend: { type: 'string', default: 'both' },
       dataset: { type: 'string', default: 'both' },
       files: { type: 'string', default: '10000' },
+      generate: { type: 'string' },
     },
   });
+  if (values.generate !== undefined) {
+    await generate(values.generate);
+    return;
+  }
   if (values.child !== undefined) {
-    process.stdout.write(`${JSON.stringify(await runChild(JSON.parse(values.child) as ChildTask))}\n`);
+    const task = JSON.parse(values.child) as ChildTask;
+    const result = task.mode === 'input' ? await runInputChild(task) : await runChild(task);
+    process.stdout.write(`${JSON.stringify(result)}\n`);
     process.exit(0);
   }
   const files = Number(values.files);
@@ -298,7 +420,9 @@ async function main(): Promise<void> {
       }
       try {
         const label = dataset === 'a' ? `synthetic ${files} x 200 KiB` : 'tar of /usr/share';
-        console.log(format(name, label, await inChild({ backend, dataset, files })));
+        const result = await inChild<ChildResult>({ mode: 'store', backend, dataset, files });
+        const input = await inChild<InputResult>({ mode: 'input', backend, dataset, files });
+        console.log(format(name, label, result, input));
       } finally {
         await cleanup();
       }
