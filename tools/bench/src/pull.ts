@@ -196,6 +196,7 @@ export async function runPullBench(
     'MB/s: unique compressed layer bytes (gz) and unique uncompressed tar bytes (tar) over the wall time',
     'store/unique: every object in the store (blobs kept, packs, splitstreams, records) over unique blob bytes plus distinct file content (files over 64 bytes, by sha256); packs zstd-compress objects, so it can be below 1',
     "redis cmds/layer: total_commands_processed from the first submit to the last completion, over the layers of both images (a shared layer counts twice); it includes the workers' idle polling and metric flushes",
+    `load 1m: the machine's 1-minute load average as each run started (${cpus().length} cores, shared); runs under load are slower`,
     "skopeo copies both images at once into one OCI layout (fetch only); containerd pulls both at once and unpacks them (fetch and unpack); peak RSS of containerd is the daemon's",
     ...failures.map((f) => `FAILED: ${f}`),
   );

@@ -113,13 +113,19 @@ async function startWorkers(count: number, env: Record<string, string>): Promise
   return workers;
 }
 
+/** Subscribes to pull completions and failures (BullMQ QueueEvents of the pull queue). */
+export type PullEventSource = (
+  onCompleted: (jobId: string) => void,
+  onFailed: (jobId: string, reason: string) => void,
+) => void;
+
 /**
  * Resolves when every pull id has completed; rejects on the first failure, when a worker process
- * exits, or after `timeoutMs`. Listens before anything is submitted, so no event is missed.
+ * exits, or after `timeoutMs`. Subscribe before submitting anything, so that no event is missed.
  */
-function awaitPulls(
-  events: QueueEvents,
-  workers: readonly WorkerProcess[],
+export function awaitPulls(
+  subscribe: PullEventSource,
+  workers: readonly Pick<WorkerProcess, 'pid' | 'exited' | 'output'>[],
   timeoutMs: number,
   reasonOf: (id: string) => Promise<string>,
 ): { expect(ids: readonly string[]): Promise<void> } {
@@ -129,26 +135,27 @@ function awaitPulls(
   const notify = (): void => {
     for (const f of changed.splice(0)) f();
   };
-  events.on('completed', ({ jobId }) => {
-    completed.add(jobId);
-    notify();
-  });
-  events.on('failed', ({ jobId, failedReason }) => {
-    failed.set(jobId, failedReason);
-    notify();
-  });
+  subscribe(
+    (jobId) => {
+      completed.add(jobId);
+      notify();
+    },
+    (jobId, reason) => {
+      failed.set(jobId, reason);
+      notify();
+    },
+  );
   return {
     async expect(ids) {
       const deadline = Date.now() + timeoutMs;
       let timer: NodeJS.Timeout | undefined;
-      let settled = false;
-      // A worker that exits mid-pull would leave it waiting until the timeout: fail at once.
+      // A worker that exits mid-pull would leave it waiting until the timeout: fail at once. This
+      // resolves (never rejects) with the error, so nothing is left unhandled once the wait is over.
       const crashed = Promise.race(
         workers.map((w) =>
           w.exited.then((status) => {
-            if (settled) return;
             const log = w.output().trimEnd().split('\n').slice(-10).join('\n');
-            throw new Error(
+            return new Error(
               `worker process ${w.pid} exited (code ${status.code}, signal ${status.signal}) during the pull:\n${log}`,
             );
           }),
@@ -165,17 +172,17 @@ function awaitPulls(
               `pulls ${ids.filter((id) => !completed.has(id)).join(', ')} not done after ${timeoutMs} ms`,
             );
           }
-          await Promise.race([
-            new Promise<void>((resolve) => {
-              changed.push(resolve);
-              timer = setTimeout(resolve, remaining);
+          const crash = await Promise.race([
+            new Promise<undefined>((resolve) => {
+              changed.push(() => resolve(undefined));
+              timer = setTimeout(() => resolve(undefined), remaining);
             }),
             crashed,
           ]);
           clearTimeout(timer);
+          if (crash !== undefined) throw crash;
         }
       } finally {
-        settled = true;
         clearTimeout(timer);
       }
     },
@@ -213,7 +220,11 @@ export async function runStevedore(options: StevedoreRunOptions): Promise<Steved
     });
     defer(() => events.close());
     await events.waitUntilReady();
-    const pulls = awaitPulls(events, workers, options.timeoutMs, async (id) => {
+    const subscribe: PullEventSource = (onCompleted, onFailed) => {
+      events.on('completed', ({ jobId }) => onCompleted(jobId));
+      events.on('failed', ({ jobId, failedReason }) => onFailed(jobId, failedReason));
+    };
+    const pulls = awaitPulls(subscribe, workers, options.timeoutMs, async (id) => {
       const status = await submitter.status(id);
       return status?.failedReason ?? 'no reason recorded';
     });
