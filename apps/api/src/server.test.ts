@@ -113,6 +113,7 @@ describe('authentication', () => {
       ['fetch', true],
       ['split', true],
       ['commit', true],
+      ['export', true],
     ]);
   });
 
@@ -205,6 +206,7 @@ describe('/metrics', () => {
       fetch: [3, 0, 1, 0, 1, 0, 0],
       split: [0, 0, 0, 0, 0, 0, 0],
       commit: [0, 0, 0, 0, 0, 0, 0],
+      export: [0, 0, 0, 0, 0, 0, 0],
     };
     const states = ['waiting', 'active', 'delayed', 'waiting-children', 'prioritized', 'completed', 'failed'];
     expect(lines).toEqual(
@@ -506,6 +508,10 @@ describe('/openapi.json', () => {
       ['/v1/pulls/{id}', ['get']],
       ['/v1/images', ['get']],
       ['/v1/images/{ref}', ['get', 'delete']],
+      ['/v1/exports/download', ['post']],
+      ['/v1/exports', ['post']],
+      ['/v1/exports/{id}', ['get']],
+      ['/v1/exports/{id}/archive', ['get']],
     ]);
     expect(doc.paths['/healthz']!.get!.security).toEqual([]);
     expect(doc.paths['/v1/images']!.get!.security).toBeUndefined();

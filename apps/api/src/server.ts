@@ -7,6 +7,8 @@
  *     GET    /v1/images             references and images   GET /metrics   Prometheus
  *     GET    /v1/images/*           one image in detail     GET /openapi.json
  *     DELETE /v1/images/*           remove a tag reference  /admin/queues  Bull Board (Basic or bearer)
+ *     POST   /v1/exports/download   stream an archive       POST /v1/exports, GET /v1/exports/:id[/archive]
+ *                                                            export jobs (exports.ts)
  */
 import { inspect } from 'node:util';
 import { createBullBoard } from '@bull-board/api';
@@ -24,9 +26,11 @@ import type { Registry } from 'prom-client';
 import { registerPipelineMetrics, registerQueueMetrics, readPipelineMetrics } from '@stevedore/metrics';
 import { InvalidPlatformError, InvalidReferenceError } from '@stevedore/oci';
 import type { Logger, PullStatus, PullSubmitter } from '@stevedore/pipeline';
-import { ALL_QUEUES, QUEUE_PREFIX, type QueueName } from '@stevedore/queue';
+import { ALL_QUEUES, QUEUE_PREFIX, QUEUES, type QueueName } from '@stevedore/queue';
 import { Authenticator, bearerChallenge, boardChallenges } from './auth.ts';
 import type { ApiConfig } from './config.ts';
+import type { ExportStore } from '@stevedore/export';
+import { registerExportRoutes } from './exports.ts';
 import { BadRequestError, deleteReference, describeImage, listImages, type ImageStore } from './images.ts';
 import { OpenApiBuilder, routeSchema } from './openapi.ts';
 import {
@@ -55,6 +59,7 @@ const QUEUE_DESCRIPTIONS: { readonly [Q in QueueName]: string } = {
   fetch: 'fetcher: stream one blob from a registry into the store',
   split: 'hasher: split a layer into file objects and a splitstream',
   commit: 'committer: layer and image records, then references',
+  export: 'hasher: write an export archive into the store',
 };
 
 export interface ApiDeps {
@@ -65,11 +70,12 @@ export interface ApiDeps {
   /** A producer connection (fail-fast): Bull Board, queue counts, pipeline metrics, readiness. */
   readonly redis: Redis;
   readonly submitter: Pick<PullSubmitter, 'submit' | 'status'>;
-  readonly store: ImageStore & {
-    readonly backend: {
-      list(prefix: string, options: { limit: number; signal: AbortSignal }): Promise<unknown>;
+  readonly store: ImageStore &
+    ExportStore & {
+      readonly backend: {
+        list(prefix: string, options: { limit: number; signal: AbortSignal }): Promise<unknown>;
+      };
     };
-  };
   /** Where /metrics comes from; the server registers the queue and pipeline metrics in it. */
   readonly metrics: Registry;
   readonly logger?: Logger;
@@ -359,6 +365,13 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
       return reply.code(204).send();
     },
   );
+
+  // ---- exports --------------------------------------------------------------------------------
+
+  registerExportRoutes(app, {
+    store: deps.store,
+    queue: queues.find((q) => q.name === QUEUES.export)!,
+  });
 
   // ---- Bull Board -----------------------------------------------------------------------------
 

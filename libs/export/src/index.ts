@@ -7,6 +7,7 @@ export * from './errors.ts';
 export * from './options.ts';
 export { COMPRESS_CHUNK_BYTES, GZIP_LEVEL, ZSTD_LEVEL, compressorFor, recipeOf } from './codec.ts';
 export {
+  parsePlatformChoice,
   resolveTargets,
   type ExportStore,
   type ExportTarget,

@@ -13,6 +13,7 @@ import {
   MAX_MANIFEST_BYTES,
   parseDigest,
   parseManifest,
+  parsePlatform,
   parseReference,
   platformMatches,
   type Digest,
@@ -51,6 +52,12 @@ export interface ExportTarget {
 
 /** Platform images to export: `all` stored ones, one platform, or the default (see below). */
 export type PlatformChoice = Platform | 'all' | undefined;
+
+/** `os/arch[/variant]`, `all`, or `default`/absent; throws InvalidPlatformError. */
+export function parsePlatformChoice(input: string | undefined): PlatformChoice {
+  if (input === undefined || input === 'default') return undefined;
+  return input === 'all' ? 'all' : parsePlatform(input);
+}
 
 /** A target resolved against the store. */
 export interface ResolvedTarget {

@@ -2,7 +2,7 @@
 import type { FlowProducer, Queue } from 'bullmq';
 import type { LockManager } from '@stevedore/lock';
 import type { Logger } from './logger.ts';
-import type { PipelineRegistry, PipelineStore } from './ports.ts';
+import type { PipelineExporter, PipelineRegistry, PipelineStore } from './ports.ts';
 
 /** Counters and timings the processors report; the API exposes them as Prometheus metrics. */
 export interface PipelineMetrics {
@@ -24,6 +24,8 @@ export const NO_METRICS: PipelineMetrics = { count() {}, observe() {} };
 export interface ProcessorDeps {
   readonly store: PipelineStore;
   readonly registry: PipelineRegistry;
+  /** Export jobs (hasher role); absent where no store to export from is configured. */
+  readonly exporter?: PipelineExporter;
   readonly locks: LockManager;
   /** Every stevedore queue by name (for waking parked jobs). */
   readonly queues: ReadonlyMap<string, Queue>;

@@ -19,10 +19,11 @@ import {
 import { classifyFailure } from './errors.ts';
 import { NO_METRICS, type PipelineMetrics, type ProcessorDeps } from './deps.ts';
 import type { Logger } from './logger.ts';
-import type { PipelineRegistry, PipelineStore } from './ports.ts';
+import type { PipelineExporter, PipelineRegistry, PipelineStore } from './ports.ts';
 import { processCommitImage } from './processors/commit-image.ts';
 import { processCommitLayer } from './processors/commit-layer.ts';
 import { processCommitReference } from './processors/commit-reference.ts';
+import { processExport } from './processors/export.ts';
 import { processFetchBlob } from './processors/fetch-blob.ts';
 import { processPull } from './processors/pull.ts';
 import { processSplitLayer } from './processors/split-layer.ts';
@@ -32,7 +33,7 @@ export const ROLES: readonly Role[] = ['fetcher', 'hasher', 'committer'];
 
 const ROLE_QUEUES: { readonly [R in Role]: readonly QueueName[] } = {
   fetcher: [QUEUES.pull, QUEUES.fetch],
-  hasher: [QUEUES.split],
+  hasher: [QUEUES.split, QUEUES.export],
   committer: [QUEUES.commit],
 };
 
@@ -42,6 +43,8 @@ export interface HostOptions {
   readonly connection: Redis;
   readonly store: PipelineStore;
   readonly registry: PipelineRegistry;
+  /** Runs export jobs (hasher role); without it they fail, unrecoverably. */
+  readonly exporter?: PipelineExporter;
   readonly logger: Logger;
   readonly metrics?: PipelineMetrics;
   /** Jobs at once per queue. */
@@ -78,6 +81,8 @@ async function dispatch(
       return processCommitImage(job as Job<never>, deps);
     case JOBS.commitReference:
       return processCommitReference(job as Job<never>, deps);
+    case JOBS.export:
+      return processExport(job as Job<never>, deps, signal);
   }
 }
 
@@ -97,6 +102,7 @@ export function startWorkerHost(options: HostOptions): WorkerHost {
   const deps: ProcessorDeps = {
     store: options.store,
     registry: options.registry,
+    ...(options.exporter === undefined ? {} : { exporter: options.exporter }),
     locks,
     queues,
     flows,

@@ -11,3 +11,4 @@ export * from './service.ts';
 export * from './store-adapter.ts';
 export * from './errors.ts';
 export * from './status-view.ts';
+export { exportPath, storeExporter } from './processors/export.ts';

@@ -5,6 +5,7 @@
  */
 import type { Readable } from 'node:stream';
 import type { Descriptor, DiffID, Digest, ParsedManifest, Reference } from '@stevedore/oci';
+import type { ExportJob } from '@stevedore/queue';
 
 export interface PublishOptions {
   readonly signal?: AbortSignal;
@@ -49,6 +50,14 @@ export interface PipelineStore {
   commitLayer(record: LayerRecordInput): Promise<void>;
   commitImage(record: ImageRecordInput): Promise<void>;
   setReference(reference: string, digest: Digest): Promise<void>;
+}
+
+/** What an export job needs: write the archive into the store (idempotent) and say where it is. */
+export interface PipelineExporter {
+  run(
+    job: ExportJob,
+    signal?: AbortSignal,
+  ): Promise<{ key: string; digest: string; size: number; contentType: string; written: boolean }>;
 }
 
 export interface FetchedManifest {

@@ -12,6 +12,7 @@ import { createLogger, type Logger } from './logger.ts';
 import type { PipelineMetrics } from './deps.ts';
 import { redactUrl, workerConnection } from './redis.ts';
 import type { WorkerConfig } from './service-config.ts';
+import { storeExporter } from './processors/export.ts';
 import { openConfiguredStore, pipelineStore } from './store-adapter.ts';
 
 export interface RunningService {
@@ -50,6 +51,7 @@ export async function startWorkerService(options: ServiceOptions): Promise<Runni
     roles: options.roles,
     connection,
     store: pipelineStore(store),
+    exporter: storeExporter(store),
     registry,
     logger,
     ...(metrics === undefined ? {} : { metrics }),

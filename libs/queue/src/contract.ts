@@ -16,6 +16,8 @@ export const QUEUES = {
   split: 'split',
   /** committer: layer and image records, then references. */
   commit: 'commit',
+  /** hasher/compressor: write an export archive of stored images into the store (docs/export.md). */
+  export: 'export',
 } as const;
 export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
 export const ALL_QUEUES: readonly QueueName[] = Object.values(QUEUES);
@@ -64,6 +66,24 @@ export interface CommitReferenceJob {
   readonly resolvedDigest: string;
 }
 
+/**
+ * An export for later download: the archive is written into the store (`exports/<exportId>.tar…`)
+ * and fetched with GET /v1/exports/<exportId>/archive. The references are pinned to the digests
+ * they pointed at when the export was requested; `exportId` derives from all of it.
+ */
+export interface ExportJob {
+  readonly exportId: string;
+  /** References (or digests) as asked. */
+  readonly refs: readonly string[];
+  /** What each reference pointed at when the export was queued (same order). */
+  readonly digests: readonly string[];
+  readonly format: 'docker' | 'oci';
+  readonly compression: 'original' | 'none' | 'gzip' | 'zstd';
+  readonly archiveCompression: 'none' | 'gzip' | 'zstd';
+  /** `os/arch[/variant]`, `all`, or `default` (all stored platforms for oci, one for docker). */
+  readonly platform: string;
+}
+
 export const JOBS = {
   pull: 'pull',
   fetchBlob: 'fetch-blob',
@@ -71,6 +91,7 @@ export const JOBS = {
   commitLayer: 'commit-layer',
   commitImage: 'commit-image',
   commitReference: 'commit-reference',
+  export: 'export',
 } as const;
 export type JobName = (typeof JOBS)[keyof typeof JOBS];
 
@@ -82,6 +103,7 @@ export interface JobContract {
   'commit-layer': { queue: 'commit'; data: CommitLayerJob };
   'commit-image': { queue: 'commit'; data: CommitImageJob };
   'commit-reference': { queue: 'commit'; data: CommitReferenceJob };
+  export: { queue: 'export'; data: ExportJob };
 }
 export type JobOf<N extends JobName> = JobContract[N]['data'];
 export type AnyJobData = JobOf<JobName>;
@@ -93,6 +115,7 @@ export const JOB_QUEUE: { readonly [N in JobName]: JobContract[N]['queue'] } = {
   'commit-layer': 'commit',
   'commit-image': 'commit',
   'commit-reference': 'commit',
+  export: 'export',
 };
 
 /** Progress of a fetch-blob job: bytes of the blob, and how the blob was obtained. */
@@ -123,6 +146,19 @@ export interface CommitReferenceResult {
   readonly reference: string | undefined;
   readonly resolvedDigest: string;
   readonly images: readonly CommitImageResult[];
+}
+export interface ExportResult {
+  readonly exportId: string;
+  /** Where the archive is in the store. */
+  readonly key: string;
+  /** sha256 and size of the archive. */
+  readonly digest: string;
+  readonly size: number;
+  readonly contentType: string;
+  /** The API path that streams it. */
+  readonly path: string;
+  /** False when an earlier run had already written it. */
+  readonly written: boolean;
 }
 export interface PullResult {
   readonly ref: string;

@@ -14,6 +14,16 @@ const layer = {
   diffID: DIFF_ID,
 };
 
+const EXPORT = {
+  exportId: 'export-0123456789abcdef',
+  refs: ['registry.test/app:1', DIGEST],
+  digests: [DIGEST, DIGEST],
+  format: 'oci',
+  compression: 'zstd',
+  archiveCompression: 'none',
+  platform: 'default',
+};
+
 describe('validateJobData', () => {
   it.each([
     ['pull', { ref: 'docker.io/library/alpine:3.19', platform: 'linux/amd64' }],
@@ -32,6 +42,7 @@ describe('validateJobData', () => {
       },
     ],
     ['commit-reference', { pullId: 'p', ref: 'r', resolvedDigest: DIGEST }],
+    ['export', EXPORT],
   ] as const)('accepts a valid %s payload', (name, data) => {
     expect(validateJobData(name, data, 'j1')).toBe(data);
   });
@@ -52,6 +63,16 @@ describe('validateJobData', () => {
       'commit-layer',
       { ...layer, password: 'hunter2' },
       'job j1 (commit-layer): invalid data: unexpected field password',
+    ],
+    [
+      'export',
+      { ...EXPORT, exportId: 'export-x', refs: [], digests: ['sha256:x'], format: 'zip', compression: 'xz' },
+      'job j1 (export): invalid data: exportId must be an export id; refs must be a non-empty list of references; digests must be a non-empty list of digests; format must be one of docker, oci; compression must be one of original, none, gzip, zstd',
+    ],
+    [
+      'export',
+      { ...EXPORT, archiveCompression: 'bzip2' },
+      'job j1 (export): invalid data: archiveCompression must be one of none, gzip, zstd',
     ],
   ] as const)('rejects %s payload %j', (name, data, message) => {
     expect(() => validateJobData(name, data, 'j1')).toThrowError(new InvalidJobDataError(message));

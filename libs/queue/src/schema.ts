@@ -15,6 +15,17 @@ type Check = (value: unknown) => string | undefined;
 const string: Check = (v) => (typeof v === 'string' && v.length > 0 ? undefined : 'a non-empty string');
 const digest: Check = (v) => (typeof v === 'string' && isDigest(v) ? undefined : 'a digest (sha256:…)');
 const size: Check = (v) => (Number.isSafeInteger(v) && (v as number) >= 0 ? undefined : 'a size in bytes');
+/** A non-empty list whose items all pass `item`. */
+const listOf =
+  (item: Check, what: string): Check =>
+  (v) =>
+    Array.isArray(v) && v.length > 0 && v.every((x) => item(x) === undefined)
+      ? undefined
+      : `a non-empty list of ${what}`;
+const oneOf =
+  (...values: readonly string[]): Check =>
+  (v) =>
+    typeof v === 'string' && values.includes(v) ? undefined : `one of ${values.join(', ')}`;
 
 const layer = {
   pullId: string,
@@ -39,6 +50,15 @@ const SCHEMAS: { readonly [N in JobName]: { readonly [K in keyof JobOf<N>]-?: Ch
     platform: string,
   },
   'commit-reference': { pullId: string, ref: string, resolvedDigest: digest },
+  export: {
+    exportId: (v) => (typeof v === 'string' && /^export-[0-9a-f]{16}$/.test(v) ? undefined : 'an export id'),
+    refs: listOf(string, 'references'),
+    digests: listOf(digest, 'digests'),
+    format: oneOf('docker', 'oci'),
+    compression: oneOf('original', 'none', 'gzip', 'zstd'),
+    archiveCompression: oneOf('none', 'gzip', 'zstd'),
+    platform: string,
+  },
 };
 
 /** Returns `data` typed as job kind `name`'s payload, or throws {@link InvalidJobDataError}. */

@@ -12,6 +12,7 @@ import {
   parseArchiveCompression,
   parseExportFormat,
   parseLayerCompression,
+  parsePlatformChoice,
   planExport,
   UnknownReferenceError,
   writeArchive,
@@ -22,7 +23,7 @@ import {
   type LayerCompressionChoice,
   type PlatformChoice,
 } from '@stevedore/export';
-import { InvalidPlatformError, parsePlatform } from '@stevedore/oci';
+import { InvalidPlatformError } from '@stevedore/oci';
 import { openConfiguredStore, WORKER_ENV } from '@stevedore/pipeline';
 
 const MB = 1000 * 1000;
@@ -58,12 +59,7 @@ export function parseExportArgs(args: ExportArgs): ParsedArgs {
         args.archiveCompression === undefined
           ? archiveCompressionOf(args.output)
           : parseArchiveCompression(args.archiveCompression),
-      platform:
-        args.platform === undefined
-          ? undefined
-          : args.platform === 'all'
-            ? 'all'
-            : parsePlatform(args.platform),
+      platform: parsePlatformChoice(args.platform),
     };
   } catch (err) {
     if (err instanceof ExportRequestError || err instanceof InvalidPlatformError) {

@@ -1,0 +1,275 @@
+/**
+ * Exports over real HTTP: streamed downloads (Content-Type, Content-Length when known, the same
+ * bytes every time), refusals before any byte, a failure mid-stream seen by the client as a reset
+ * connection, and an export job run by an in-process hasher, then fetched from the store.
+ */
+import { createHash } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { Job, Queue, QueueEvents } from 'bullmq';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseReference, RegistryClient } from '@stevedore/oci';
+import {
+  createLogger,
+  pipelineStore,
+  startWorkerHost,
+  storeExporter,
+  type WorkerHost,
+} from '@stevedore/pipeline';
+import { QUEUE_PREFIX, QUEUES } from '@stevedore/queue';
+import { buildImageFromTrees, generateTree, type FixtureImage } from '@stevedore/testing';
+import { redisUrl, startApi, storeImage, TOKEN, type TestApi } from '../test/support.ts';
+
+const DB = 4;
+const APP = 'registry.test/export/app:1';
+const BROKEN = 'registry.test/export/broken:1';
+
+let api: TestApi;
+let host: WorkerHost;
+let events: QueueEvents;
+let app: FixtureImage;
+
+function sha256(bytes: Uint8Array): string {
+  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+}
+
+function post(path: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
+  return api.request(path, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+  });
+}
+
+beforeAll(async () => {
+  api = await startApi(DB);
+  app = await buildImageFromTrees([
+    generateTree({ seed: 41, files: 80 }),
+    generateTree({ seed: 42, files: 10, root: 'app' }),
+  ]);
+  await storeImage(api.store, app, APP);
+  const broken = await buildImageFromTrees([
+    generateTree({ seed: 43, files: 60, largeFiles: 1 }),
+    generateTree({ seed: 44, files: 60, largeFiles: 1, root: 'b' }),
+  ]);
+  await storeImage(api.store, broken, BROKEN);
+  // Damage the second layer's splitstream at its end: the first layer streams, then this one fails.
+  const layer = (await api.store.getLayer(broken.layers[1]!.diffId))!;
+  const path = join(api.storeDir, layer.splitstream.key);
+  const bytes = await readFile(path);
+  for (let i = bytes.length - 16; i < bytes.length; i++) bytes[i]! ^= 0xff;
+  await writeFile(path, bytes);
+  // A pull that published its tag but not its image record.
+  const half = await buildImageFromTrees([generateTree({ seed: 45, files: 3 })]);
+  await api.store.putBlob(half.manifest.descriptor.digest, half.manifest.bytes);
+  await api.store.setReference(
+    parseReference('registry.test/export/half:1'),
+    half.manifest.descriptor.digest,
+  );
+
+  host = startWorkerHost({
+    roles: ['hasher'],
+    connection: api.workerRedis,
+    store: pipelineStore(api.store),
+    exporter: storeExporter(api.store),
+    registry: new RegistryClient({}),
+    logger: createLogger({ name: 'export-test', level: 'silent' }),
+    concurrency: {},
+  });
+  events = new QueueEvents(QUEUES.export, {
+    connection: new Redis(redisUrl(DB), { maxRetriesPerRequest: null }),
+    prefix: QUEUE_PREFIX,
+  });
+  await events.waitUntilReady();
+});
+
+afterAll(async () => {
+  await host.close();
+  await events.close();
+  await api.close();
+});
+
+describe('POST /v1/exports/download', () => {
+  it('streams a docker archive with its exact Content-Length, the same bytes every time', async () => {
+    const res = await post('/v1/exports/download', { refs: [APP], compression: 'none' });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('application/x-tar');
+    expect(res.headers.get('content-disposition')).toBe('attachment; filename="stevedore-docker.tar"');
+    const body = Buffer.from(await res.arrayBuffer());
+    expect(res.headers.get('content-length')).toBe(String(body.length));
+    // manifest.json is the last member: its header starts 512-aligned before the two end blocks.
+    expect(body.subarray(body.length - 1024).every((b) => b === 0)).toBe(true);
+    expect(body.includes(Buffer.from('"RepoTags":["registry.test/export/app:1"]'))).toBe(true);
+    const again = Buffer.from(
+      await (await post('/v1/exports/download', { refs: [APP], compression: 'none' })).arrayBuffer(),
+    );
+    expect(sha256(again)).toBe(sha256(body));
+  });
+
+  it('streams a gzip-compressed archive without a Content-Length', async () => {
+    const plain = Buffer.from(
+      await (await post('/v1/exports/download', { refs: [APP], format: 'oci' })).arrayBuffer(),
+    );
+    const res = await post('/v1/exports/download', {
+      refs: [APP],
+      format: 'oci',
+      archiveCompression: 'gzip',
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('application/x-tar+gzip');
+    expect(res.headers.get('content-length')).toBeNull();
+    expect(res.headers.get('content-disposition')).toBe('attachment; filename="stevedore-oci.tar.gz"');
+    expect(gunzipSync(Buffer.from(await res.arrayBuffer())).equals(plain)).toBe(true);
+  });
+
+  it.each<[string, unknown, number, string]>([
+    [
+      'an unknown reference',
+      { refs: ['registry.test/none:1'] },
+      404,
+      'no image "registry.test/none:1" in the store',
+    ],
+    [
+      'an image not fully committed',
+      { refs: ['registry.test/export/half:1'] },
+      409,
+      'is not fully committed: no image record yet (a pull still running, or one that failed)',
+    ],
+    [
+      'a bad reference',
+      { refs: ['Bad Ref'] },
+      400,
+      'invalid reference "Bad Ref": repository must be lowercase',
+    ],
+    [
+      'a bad platform',
+      { refs: [APP], platform: 'linux' },
+      400,
+      'invalid platform "linux": expected os/architecture[/variant]',
+    ],
+    [
+      'a bad format',
+      { refs: [APP], format: 'zip' },
+      400,
+      'body.format must be equal to one of the allowed values',
+    ],
+    ['no reference', { refs: [] }, 400, 'body.refs must NOT have fewer than 1 items'],
+  ])('refuses %s before any byte', async (_name, body, status, message) => {
+    const res = await post('/v1/exports/download', body);
+    expect(res.status).toBe(status);
+    expect(res.headers.get('content-type')).toBe('application/json; charset=utf-8');
+    const { error } = (await res.json()) as { error: string };
+    if (status === 409)
+      expect(error).toMatch(
+        new RegExp(
+          `^image sha256:[0-9a-f]{64} \\("registry.test/export/half:1"\\) ${message.replace(/[()]/g, '\\$&')}$`,
+        ),
+      );
+    else expect(error).toBe(message);
+  });
+
+  it('needs the API token', async () => {
+    const res = await post('/v1/exports/download', { refs: [APP] }, { authorization: 'Bearer wrong' });
+    expect(res.status).toBe(401);
+  });
+
+  it('resets the connection when a layer fails mid-stream: the client sees an error, not an end', async () => {
+    const url = new URL(`${api.url}/v1/exports/download`);
+    const outcome = await new Promise<{ status: number; length: number; received: number; error: string }>(
+      (resolve) => {
+        let status = 0;
+        let length = 0;
+        let received = 0;
+        const req = httpRequest(
+          url,
+          {
+            method: 'POST',
+            headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+          },
+          (res) => {
+            status = res.statusCode ?? 0;
+            length = Number(res.headers['content-length']);
+            res.on('data', (chunk: Buffer) => (received += chunk.length));
+            res.on('error', (err: NodeJS.ErrnoException) =>
+              resolve({ status, length, received, error: err.code ?? err.message }),
+            );
+            res.on('end', () => resolve({ status, length, received, error: 'clean end' }));
+          },
+        );
+        req.on('error', (err: NodeJS.ErrnoException) =>
+          resolve({ status, length, received, error: err.code ?? err.message }),
+        );
+        req.end(JSON.stringify({ refs: [BROKEN], compression: 'none' }));
+      },
+    );
+    expect(outcome.status).toBe(200);
+    expect(outcome.error).toBe('ECONNRESET');
+    expect(outcome.received).toBeGreaterThan(0);
+    expect(outcome.received).toBeLessThan(outcome.length);
+  });
+});
+
+describe('export jobs', () => {
+  it('queues an export, the hasher writes it into the store, and it downloads from there', async () => {
+    const request = { refs: [APP], format: 'oci', compression: 'zstd' };
+    const created = await post('/v1/exports', request);
+    expect(created.status).toBe(202);
+    const { id, status } = (await created.json()) as { id: string; status: string };
+    expect(id).toMatch(/^export-[0-9a-f]{16}$/);
+    expect(status).toBe(`/v1/exports/${id}`);
+
+    const queue = new Queue(QUEUES.export, { connection: api.workerRedis, prefix: QUEUE_PREFIX });
+    const job = await Job.fromId(queue, id);
+    await job!.waitUntilFinished(events);
+
+    const direct = Buffer.from(await (await post('/v1/exports/download', request)).arrayBuffer());
+    const state = (await (await api.request(status)).json()) as Record<string, unknown>;
+    expect(state).toEqual({
+      id,
+      state: 'completed',
+      error: null,
+      result: {
+        exportId: id,
+        key: `exports/${id}.tar`,
+        digest: sha256(direct),
+        size: direct.length,
+        contentType: 'application/x-tar',
+        path: `/v1/exports/${id}/archive`,
+        written: true,
+      },
+    });
+
+    const archive = await api.request(`/v1/exports/${id}/archive`);
+    expect(archive.status).toBe(200);
+    expect(archive.headers.get('content-type')).toBe('application/x-tar');
+    expect(archive.headers.get('content-length')).toBe(String(direct.length));
+    expect(archive.headers.get('etag')).toBe(`"${sha256(direct)}"`);
+    expect(archive.headers.get('content-disposition')).toBe(`attachment; filename="${id}.tar"`);
+    expect(Buffer.from(await archive.arrayBuffer()).equals(direct)).toBe(true);
+
+    // The same request is the same export: no second job, no second archive.
+    const again = await post('/v1/exports', request);
+    expect(((await again.json()) as { id: string }).id).toBe(id);
+    const counts = await queue.getJobCounts('completed', 'waiting', 'active');
+    expect([counts.completed, counts.waiting, counts.active]).toEqual([1, 0, 0]);
+    await queue.close();
+  });
+
+  it('refuses an export of an unknown reference before queueing it', async () => {
+    const res = await post('/v1/exports', { refs: ['registry.test/none:2'] });
+    expect(res.status).toBe(404);
+    expect(await res.json()).toEqual({ error: 'no image "registry.test/none:2" in the store' });
+  });
+
+  it.each([
+    ['/v1/exports/export-0000000000000000'],
+    ['/v1/exports/export-0000000000000000/archive'],
+    ['/v1/exports/nope'],
+  ])('%s is 404', async (path) => {
+    const res = await api.request(path);
+    expect(res.status).toBe(404);
+  });
+});
