@@ -178,7 +178,12 @@ export class ObjectStore {
         `object sha256:${item.hash} at offset ${group.offset + item.offset}: ${res.bad?.reason ?? 'unknown'}`,
       );
     }
-    return Buffer.from(res.out);
+    // The worker's buffer has a spare byte at the end (see worker.ts verify).
+    return Buffer.from(
+      res.out,
+      0,
+      group.items.reduce((n, it) => n + it.raw, 0),
+    );
   }
 
   /** One object, verified. */

@@ -7,7 +7,15 @@
 import { Digester, digestHex, digestOf } from '@stevedore/oci';
 import { parentPort, workerData } from 'node:worker_threads';
 import { setImmediate as turn } from 'node:timers/promises';
-import { constants, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
+import {
+  constants,
+  createZstdCompress,
+  createZstdDecompress,
+  zstdCompressSync,
+  zstdDecompressSync,
+  type ZstdCompress,
+  type ZstdDecompress,
+} from 'node:zlib';
 
 /** zstd level: 3 is zstd's default, a good ratio at several hundred MB/s per core. */
 export const ZSTD_LEVEL = 3;
@@ -18,11 +26,134 @@ export const TRIAL_BYTES = 16 * 1024;
 /** Below this, zstd's frame overhead eats any gain. */
 export const MIN_COMPRESS_BYTES = 128;
 /**
- * zstd contexts of the sync calls are freed by close callbacks, which run only when the event loop
- * turns: without a turn every few objects, a batch of thousands of small files would hold a
- * context (hundreds of KiB of native memory) per file until the batch ends.
+ * Fallback path only ({@link ZstdContext} unavailable): zstd contexts of the sync calls are freed
+ * by close callbacks, which run only when the event loop turns; without a turn every few objects, a
+ * batch of thousands of small files would hold a context per file until the batch ends.
  */
 const OBJECTS_PER_TURN = 8;
+
+/**
+ * The native handle inside Node's zlib streams (lib/zlib.js) and the two-number state it reports
+ * into (`[availOut, availIn]` after each call): exactly what `zstdCompressSync` drives, minus the
+ * close at the end.
+ */
+interface ZlibHandle {
+  writeSync(
+    flush: number,
+    input: Uint8Array,
+    inOffset: number,
+    inLength: number,
+    output: Uint8Array,
+    outOffset: number,
+    outLength: number,
+  ): void;
+  reset(): void;
+}
+
+interface ZlibInternals {
+  readonly _handle?: ZlibHandle | null;
+  readonly _writeState?: Uint32Array;
+}
+
+/**
+ * One zstd context (compressor or decompressor) reused for every object of a thread.
+ *
+ * `zstdCompressSync` / `zstdDecompressSync` build a stream object and a native context per call
+ * and free it on a later event-loop turn: about 25 µs per call, more than compressing a 16 KiB
+ * file takes, and most of the CPU of a layer of small files. This class keeps one stream and
+ * drives its native handle the way those functions do (Node's `processChunkSync`), with the whole
+ * input and a caller-given output in one call, so compressed frames are byte for byte what
+ * `zstdCompressSync` with the size pledged produces (zstd pledges the input size itself when one
+ * call ends the frame). The handle is an internal of Node's zlib: when it is missing (another Node
+ * version), `available` is false and callers use the sync functions; worker.test.ts fails then, so
+ * an upgrade that loses the fast path does not go unnoticed.
+ */
+export class ZstdContext {
+  readonly #make: () => ZstdCompress | ZstdDecompress;
+  #stream: (ZstdCompress | ZstdDecompress) & ZlibInternals;
+  #handle: ZlibHandle | undefined;
+  #state: Uint32Array | undefined;
+
+  constructor(make: () => ZstdCompress | ZstdDecompress) {
+    this.#make = make;
+    this.#stream = this.#open();
+  }
+
+  static compressor(level: number): ZstdContext {
+    return new ZstdContext(() =>
+      createZstdCompress({ params: { [constants.ZSTD_c_compressionLevel]: level } }),
+    );
+  }
+
+  static decompressor(): ZstdContext {
+    return new ZstdContext(() => createZstdDecompress());
+  }
+
+  /** True when the reusable native handle is there (else use zstdCompressSync and friends). */
+  get available(): boolean {
+    return this.#handle !== undefined;
+  }
+
+  /**
+   * Runs `input` through the context as one whole frame into `output`. Returns the bytes written,
+   * or -1 when they did not fit. Throws zstd's error (a corrupt frame, when decompressing). After
+   * -1 or an error the context is replaced by a fresh one: the handle's own reset would be cheaper
+   * but forgets the compression level. Callers size `output` so that -1 is rare (a compressor
+   * gets {@link compressBound} bytes).
+   */
+  process(input: Uint8Array, output: Uint8Array): number {
+    const handle = this.#handle;
+    const state = this.#state;
+    if (handle === undefined || state === undefined) throw new Error('zstd context not available');
+    // After a complete frame the context starts the next one by itself: no reset per call.
+    handle.writeSync(constants.ZSTD_e_end, input, 0, input.length, output, 0, output.length);
+    const failure = this.#stream.errored;
+    if (failure !== null) {
+      this.#stream = this.#open();
+      throw failure;
+    }
+    const availOut = state[0]!;
+    const availIn = state[1]!;
+    // Output full: the frame may be unfinished (or fit only just): not fitting, and a new context
+    // so that the rest of this frame does not leak into the next.
+    if (availOut === 0 || availIn !== 0) {
+      this.#stream.destroy();
+      this.#stream = this.#open();
+      return -1;
+    }
+    return output.length - availOut;
+  }
+
+  #open(): (ZstdCompress | ZstdDecompress) & ZlibInternals {
+    const stream = this.#make() as (ZstdCompress | ZstdDecompress) & ZlibInternals;
+    // Errors are read synchronously from `errored` in process(); this listener only keeps the
+    // stream's own asynchronous 'error' event from becoming an uncaught exception.
+    stream.on('error', () => undefined);
+    const handle = stream._handle;
+    const state = stream._writeState;
+    const usable =
+      handle !== null &&
+      handle !== undefined &&
+      typeof handle.writeSync === 'function' &&
+      typeof handle.reset === 'function' &&
+      state instanceof Uint32Array &&
+      state.length >= 2;
+    this.#handle = usable ? handle : undefined;
+    this.#state = usable ? state : undefined;
+    return stream;
+  }
+}
+
+let compressor: ZstdContext | undefined;
+let decompressor: ZstdContext | undefined;
+/** Where frames are compressed before the ones worth keeping are copied out. */
+let scratch: Uint8Array | undefined;
+
+/** zstd's ZSTD_COMPRESSBOUND: the largest frame for `n` input bytes (incompressible input). */
+export function compressBound(n: number): number {
+  const SMALL = 128 * 1024;
+  return n + (n >>> 8) + (n < SMALL ? (SMALL - n) >>> 11 : 0);
+}
 
 export interface SplitRequest {
   readonly op: 'split';
@@ -64,7 +195,7 @@ export interface VerifyRequest {
 export interface VerifyResponse {
   readonly op: 'verify';
   readonly id: number;
-  /** Raw objects back to back; undefined when `bad` is set. */
+  /** Raw objects back to back (and one spare byte); undefined when `bad` is set. */
   readonly out: ArrayBuffer | undefined;
   /** Index of the first item that failed, and why. */
   readonly bad: { readonly index: number; readonly reason: string } | undefined;
@@ -115,15 +246,60 @@ function zstdOptions(size: number): { pledgedSrcSize: number; params: Record<num
   return { pledgedSrcSize: size, params: { [constants.ZSTD_c_compressionLevel]: ZSTD_LEVEL } };
 }
 
-/** zstd of `data` when it saves at least {@link MIN_SAVING}, else undefined. */
-export function maybeCompress(data: Uint8Array): Buffer | undefined {
-  if (data.length < MIN_COMPRESS_BYTES) return undefined;
+/** Largest compressed size worth keeping for `raw` bytes (it saves at least {@link MIN_SAVING}). */
+export function worthKeeping(raw: number): number {
+  return Math.floor(raw * (1 - MIN_SAVING));
+}
+
+function zstd(): ZstdContext {
+  compressor ??= ZstdContext.compressor(ZSTD_LEVEL);
+  return compressor;
+}
+
+/**
+ * Writes `data` as one zstd frame into `out` when that saves at least {@link MIN_SAVING}, and
+ * returns the frame's length; returns -1 when the object is better stored raw. `out` needs room
+ * for {@link worthKeeping}(data.length) bytes.
+ */
+export function compressInto(data: Uint8Array, out: Uint8Array): number {
+  if (data.length < MIN_COMPRESS_BYTES) return -1;
+  const z = zstd();
+  const room = worthKeeping(data.length);
+  if (!z.available) return compressOneShot(data, out.subarray(0, room));
+  const bound = compressBound(data.length);
+  if (scratch === undefined || scratch.length < bound) scratch = new Uint8Array(bound);
+  if (data.length > TRIAL_BYTES * 2) {
+    const trial = z.process(data.subarray(0, TRIAL_BYTES), scratch);
+    if (trial < 0 || trial > worthKeeping(TRIAL_BYTES)) return -1;
+  }
+  // Compressed with room for any frame (so the context never stops mid-frame), then kept if it
+  // saves MIN_SAVING.
+  const n = z.process(data, scratch);
+  if (n < 0 || n > room) return -1;
+  out.set(scratch.subarray(0, n));
+  return n;
+}
+
+/** {@link compressInto} without a reusable context (one context per call). */
+function compressOneShot(data: Uint8Array, room: Uint8Array): number {
   if (data.length > TRIAL_BYTES * 2) {
     const trial = zstdCompressSync(data.subarray(0, TRIAL_BYTES), zstdOptions(TRIAL_BYTES));
-    if (trial.length > TRIAL_BYTES * (1 - MIN_SAVING)) return undefined;
+    if (trial.length > worthKeeping(TRIAL_BYTES)) return -1;
   }
-  const out = zstdCompressSync(data, zstdOptions(data.length));
-  return out.length <= data.length * (1 - MIN_SAVING) ? out : undefined;
+  const frame = zstdCompressSync(data, zstdOptions(data.length));
+  if (frame.length > room.length) return -1;
+  room.set(frame);
+  return frame.length;
+}
+
+/** The `raw` bytes of one zstd frame into `out` (which has room for one byte more, to catch frames that are too long). */
+function decompressInto(stored: Uint8Array, raw: number, out: Uint8Array): Uint8Array {
+  decompressor ??= ZstdContext.decompressor();
+  if (!decompressor.available) return zstdDecompressSync(stored, { maxOutputLength: Math.max(raw, 1) });
+  const n = decompressor.process(stored, out.subarray(0, raw + 1));
+  // -1: the frame is longer than raw + 1 bytes, or incomplete; either way not the object.
+  if (n < 0) throw new Error(`frame does not decode to ${raw} bytes`);
+  return out.subarray(0, n);
 }
 
 export async function split(
@@ -132,27 +308,22 @@ export async function split(
   const arena = new Uint8Array(req.arena);
   const hashes = new Uint8Array(32 * req.lengths.length);
   const compressedLengths: number[] = [];
-  const parts: Buffer[] = [];
   let total = 0;
+  for (const n of req.lengths) total += n;
+  // Every kept frame is at most worthKeeping(its raw size): this holds them all.
+  const compressed = new Uint8Array(worthKeeping(total));
+  const oneShot = !zstd().available;
+  let at = 0;
   let pos = 0;
   for (let i = 0; i < req.lengths.length; i++) {
     const length = req.lengths[i]!;
     const data = arena.subarray(pos, pos + length);
     pos += length;
     hashes.set(Buffer.from(digestHex(digestOf(data)), 'hex'), i * 32);
-    const c = maybeCompress(data);
-    compressedLengths.push(c === undefined ? -1 : c.length);
-    if (c !== undefined) {
-      parts.push(c);
-      total += c.length;
-    }
-    if (i % OBJECTS_PER_TURN === OBJECTS_PER_TURN - 1) await turn();
-  }
-  const compressed = new Uint8Array(total);
-  let at = 0;
-  for (const p of parts) {
-    compressed.set(p, at);
-    at += p.length;
+    const n = compressInto(data, compressed.subarray(at));
+    compressedLengths.push(n);
+    if (n >= 0) at += n;
+    if (oneShot && i % OBJECTS_PER_TURN === OBJECTS_PER_TURN - 1) await turn();
   }
   return {
     response: {
@@ -171,7 +342,8 @@ export async function verify(
   req: VerifyRequest,
 ): Promise<{ response: VerifyResponse; transfer: ArrayBuffer[] }> {
   const data = new Uint8Array(req.data);
-  const out = new Uint8Array(req.items.reduce((n, it) => n + it.raw, 0));
+  // One spare byte past the end: a zstd frame decoding to more than its raw size is caught.
+  const out = new Uint8Array(req.items.reduce((n, it) => n + it.raw, 0) + 1);
   let at = 0;
   for (let i = 0; i < req.items.length; i++) {
     const it = req.items[i]!;
@@ -185,7 +357,7 @@ export async function verify(
     let raw: Uint8Array;
     if (it.zstd) {
       try {
-        raw = zstdDecompressSync(stored, { maxOutputLength: Math.max(it.raw, 1) });
+        raw = decompressInto(stored, it.raw, out.subarray(at));
       } catch (err) {
         return bad(`zstd: ${err instanceof Error ? err.message : String(err)}`);
       }
@@ -195,9 +367,9 @@ export async function verify(
     if (raw.length !== it.raw) return bad(`${raw.length} bytes, expected ${it.raw}`);
     const actual = digestHex(digestOf(raw));
     if (actual !== it.hash) return bad(`content hashes to sha256:${actual}`);
-    out.set(raw, at);
+    if (raw.buffer !== out.buffer || raw.byteOffset !== out.byteOffset + at) out.set(raw, at);
     at += raw.length;
-    if (i % OBJECTS_PER_TURN === OBJECTS_PER_TURN - 1) await turn();
+    if (decompressor?.available !== true && i % OBJECTS_PER_TURN === OBJECTS_PER_TURN - 1) await turn();
   }
   return { response: { op: 'verify', id: req.id, out: out.buffer, bad: undefined }, transfer: [out.buffer] };
 }
