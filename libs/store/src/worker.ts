@@ -1,10 +1,16 @@
 /**
  * The hashing/compressing worker (worker_threads). The main thread parses tar streams and writes;
- * these threads do the CPU-heavy work per object: sha256 (via @stevedore/oci, the repository's one
- * hashing helper) and zstd. Messages are the {@link WorkerRequest}/{@link WorkerResponse} unions;
- * buffers are transferred, not copied, when the main thread owns them.
+ * these threads do the CPU-heavy work per object: sha256 and zstd. Messages are the
+ * {@link WorkerRequest}/{@link WorkerResponse} unions; buffers are transferred, not copied, when the
+ * main thread owns them.
+ *
+ * sha256 here is node:crypto's, not @stevedore/oci's Digester (the repository's hashing helper):
+ * that package's one entry point also loads the registry client (undici and the rest), about 20 MiB
+ * of RSS in every worker thread for code a hashing thread never runs. Same algorithm on the same
+ * bytes; the main thread keeps using the helper. With a `@stevedore/oci/digest` entry point this
+ * module would import that instead.
  */
-import { Digester, digestHex, digestOf } from '@stevedore/oci';
+import { createHash, hash, type Hash } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
 import { setImmediate as turn } from 'node:timers/promises';
 import {
@@ -319,7 +325,7 @@ export async function split(
     const length = req.lengths[i]!;
     const data = arena.subarray(pos, pos + length);
     pos += length;
-    hashes.set(Buffer.from(digestHex(digestOf(data)), 'hex'), i * 32);
+    hashes.set(hash('sha256', data, 'buffer'), i * 32);
     const n = compressInto(data, compressed.subarray(at));
     compressedLengths.push(n);
     if (n >= 0) at += n;
@@ -365,7 +371,7 @@ export async function verify(
       raw = stored;
     }
     if (raw.length !== it.raw) return bad(`${raw.length} bytes, expected ${it.raw}`);
-    const actual = digestHex(digestOf(raw));
+    const actual = hash('sha256', raw, 'hex');
     if (actual !== it.hash) return bad(`content hashes to sha256:${actual}`);
     if (raw.buffer !== out.buffer || raw.byteOffset !== out.byteOffset + at) out.set(raw, at);
     at += raw.length;
@@ -374,23 +380,34 @@ export async function verify(
   return { response: { op: 'verify', id: req.id, out: out.buffer, bad: undefined }, transfer: [out.buffer] };
 }
 
-const streams = new Map<number, Digester>();
+interface StreamDigest {
+  readonly hash: Hash;
+  size: number;
+}
+
+const streams = new Map<number, StreamDigest>();
 
 export function digestUpdate(req: DigestUpdateRequest): {
   response: DigestUpdateResponse;
   transfer: ArrayBuffer[];
 } {
   let d = streams.get(req.stream);
-  if (d === undefined) streams.set(req.stream, (d = new Digester('sha256')));
-  d.update(new Uint8Array(req.data, 0, req.length));
+  if (d === undefined) streams.set(req.stream, (d = { hash: createHash('sha256'), size: 0 }));
+  d.hash.update(new Uint8Array(req.data, 0, req.length));
+  d.size += req.length;
   return { response: { op: 'digest-update', id: req.id, data: req.data }, transfer: [req.data] };
 }
 
 export function digestEnd(req: DigestEndRequest): { response: DigestEndResponse; transfer: ArrayBuffer[] } {
-  const d = streams.get(req.stream) ?? new Digester('sha256');
+  const d = streams.get(req.stream) ?? { hash: createHash('sha256'), size: 0 };
   streams.delete(req.stream);
   return {
-    response: { op: 'digest-end', id: req.id, digest: req.discard ? '' : d.digest(), size: d.size },
+    response: {
+      op: 'digest-end',
+      id: req.id,
+      digest: req.discard ? '' : `sha256:${d.hash.digest('hex')}`,
+      size: d.size,
+    },
     transfer: [],
   };
 }
