@@ -6,10 +6,15 @@
  * 3. Starts the fetcher, hasher/compressor and committer as separate processes, and the API.
  * 4. Pulls both images at once through the queue, with a progress bar per layer.
  * 5. Prints the dedup figures: registry bytes served against unique bytes, and what the store holds.
- * 6. Leaves the API and Bull Board running, with their address and credentials, until Ctrl-C
+ * 6. Exports one image with `stevedore export` and verifies the archive with skopeo.
+ * 7. Leaves the API and Bull Board running, with their address and credentials, until Ctrl-C
  *    (`npm run demo -- --exit` stops instead).
  */
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -36,6 +41,8 @@ import {
 } from '@stevedore/testing';
 
 const STATUS_INTERVAL_MS = 250;
+const CLI = fileURLToPath(new URL('../../../apps/cli/src/main.ts', import.meta.url));
+const run = promisify(execFile);
 const MB = 1000 * 1000;
 /** 24 random bytes: a 32-character API token. */
 const TOKEN_BYTES = 24;
@@ -164,7 +171,33 @@ async function main(): Promise<void> {
       `   store bytes for the layers  ${(stored / MB).toFixed(2)} MB (objects zstd-compressed where it pays)`,
     );
 
-    say('\n5. the API and Bull Board');
+    say('\n5. exporting app-a as a docker archive, and checking it with skopeo');
+    const archive = join(work, 'app-a.tar');
+    const exported = await run(
+      process.execPath,
+      [CLI, 'export', refs[0] ?? '', '-o', archive, '--format', 'docker'],
+      {
+        env: { ...process.env, ...env },
+      },
+    );
+    say(`   ${exported.stderr.trim() || exported.stdout.trim()}`);
+    say(`   ${archive}: ${((await stat(archive)).size / MB).toFixed(2)} MB`);
+    const inspected = await run('skopeo', ['inspect', '--config', `docker-archive:${archive}`]).catch(
+      (err: unknown) => err,
+    );
+    if (inspected instanceof Error) {
+      say(`   skopeo could not check it: ${inspected.message}`);
+    } else {
+      const config = JSON.parse((inspected as { stdout: string }).stdout) as {
+        rootfs: { diff_ids: string[] };
+      };
+      const same =
+        JSON.stringify(config.rootfs.diff_ids) === JSON.stringify(imageA.layers.map((l) => l.diffId));
+      say(`   skopeo reads it; its layers' diffIDs ${same ? 'equal' : 'DIFFER FROM'} the pushed image's`);
+      if (!same) throw new Error('the exported archive does not hold the pushed image');
+    }
+
+    say('\n6. the API and Bull Board');
     say(`   api         http://127.0.0.1:${apiPort}/v1/images   (Authorization: Bearer ${token})`);
     say(`   bull board  http://127.0.0.1:${apiPort}/admin/queues   (user admin, password ${token})`);
     say(`   metrics     http://127.0.0.1:${apiPort}/metrics`);
