@@ -128,8 +128,17 @@ export function startWorkerHost(options: HostOptions): WorkerHost {
     });
     worker.on('error', (err) => logger.error({ queue: queueName, err }, 'worker error'));
     worker.on('failed', (job, err) => {
+      // Payloads hold references only (never secrets): name what failed on the line.
+      const data = (job?.data ?? {}) as { ref?: string; digest?: string };
       logger.warn(
-        { queue: queueName, jobId: job?.id, attemptsMade: job?.attemptsMade, err: err.message },
+        {
+          queue: queueName,
+          jobId: job?.id,
+          ref: data.ref,
+          digest: data.digest,
+          attemptsMade: job?.attemptsMade,
+          err: err.message,
+        },
         'job failed',
       );
     });
