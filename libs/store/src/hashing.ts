@@ -1,12 +1,15 @@
 /**
- * In-order hashing of a whole stream (a layer's diffID) off the main thread: bytes are copied into
- * blocks that go, in order, to one worker of the limiter's pool (chosen by the stream's number, so
- * concurrent streams spread over the workers). The main thread's cost is a copy
- * (memcpy speed) instead of sha256; backpressure comes from the bounded number of blocks.
+ * In-order hashing of a whole stream (a layer's diffID) off the main thread, on one worker of the
+ * limiter's pool (chosen by the stream's number, so concurrent streams spread over the workers),
+ * whose queue keeps the pieces in order. Two ways to feed it: {@link StreamHasher.update} copies
+ * bytes into blocks of its own (the layer reader), {@link StreamHasher.updateBlock} names a shared
+ * block the caller filled (the importer: the tar's bytes are copied once, into the shared blocks
+ * that the object workers read too). The main thread's cost is at most a copy (memcpy speed)
+ * instead of sha256; backpressure comes from the bounded number of blocks.
  */
 import { parseDigest, type Digest } from '@stevedore/oci';
 import type { Limiter } from './limiter.ts';
-import type { DigestEndRequest, DigestUpdateRequest } from './worker.ts';
+import type { DigestBlockRequest, DigestEndRequest, DigestUpdateRequest } from './worker.ts';
 
 /** Bytes per message to the hashing worker. */
 export const HASH_BLOCK_BYTES = 1024 * 1024;
@@ -50,6 +53,25 @@ export class StreamHasher {
     }
   }
 
+  /**
+   * Adds the first `length` bytes of shared block `block` (limiter.ts BlockPool), after everything
+   * added before. Resolves once the worker has read them (the block may then be reused); a failure
+   * also fails {@link StreamHasher.digest}.
+   */
+  updateBlock(block: number, length: number): Promise<void> {
+    this.#size += length;
+    const sent = this.#limiter.pool
+      .run<DigestBlockRequest>({ op: 'digest-block', stream: this.#stream, block, length }, [], this.#stream)
+      .then(
+        () => undefined,
+        (err: unknown) => {
+          this.#failure ??= err;
+          throw err;
+        },
+      );
+    return sent;
+  }
+
   /** The sha256 of everything added. */
   async digest(): Promise<Digest> {
     if (this.#fill > 0) this.#send();
@@ -61,6 +83,8 @@ export class StreamHasher {
       [],
       this.#stream,
     );
+    // Updates queued before digest-end answered first: any failure among them is known now.
+    this.#rethrow();
     return parseDigest(res.digest);
   }
 

@@ -1,13 +1,15 @@
 /**
- * Layer import: one pass over an uncompressed tar stream that computes the diffID, splits the tar
- * (tar.ts), hands file contents to the worker pool in batches (sha256 + zstd), stores the new
- * objects (objects.ts) and streams the splitstream out, then publishes in order: objects and
+ * Layer import: one pass over an uncompressed tar stream that splits the tar (tar.ts), stores the
+ * new objects (objects.ts) and streams the splitstream out, then publishes in order: objects and
  * splitstream, sync, index, sync, layer record, sync. docs/store-format.md ("Import") has the
  * sequence and why each step comes where it does.
  *
- * Memory is bounded by the limiter's budget: object bytes are copied into arenas acquired from it
- * before more input is read, so a slow store slows the reader down (backpressure) instead of
- * buffering the layer.
+ * The main thread parses and copies; the worker pool hashes and compresses. Every input byte is
+ * copied once, into the limiter's shared blocks, in tar order, an object never cut by a block's
+ * end: per block, one worker (pinned to this layer) adds the block to the diffID and any worker
+ * hashes and compresses its objects. Blocks are accepted in order (packs hold objects in tar order),
+ * then given back. Memory is bounded by the blocks: one is taken before more input is read, so a
+ * slow store slows the reader down (backpressure) instead of buffering the layer.
  */
 import { Digester, parseDiffID, type DiffID } from '@stevedore/oci';
 import { StreamHasher } from './hashing.ts';
@@ -18,10 +20,10 @@ import { createZstdCompress } from 'node:zlib';
 import type { Backend } from './backend/backend.ts';
 import { DigestMismatchError } from './errors.ts';
 import { layerKey, splitstreamKey } from './layout.ts';
-import type { Limiter } from './limiter.ts';
+import { BLOCK_BYTES, type Limiter } from './limiter.ts';
 import { CHUNK_SIZE, ObjectWriter, type ObjectStore } from './objects.ts';
 import { emptyStats, encodeRecord, SCHEMA_VERSION, type ImportStats, type LayerRecord } from './records.ts';
-import { SplitstreamEncoder } from './splitstream.ts';
+import { HASH_BYTES, SplitstreamEncoder } from './splitstream.ts';
 import { TarSplitter } from './tar.ts';
 import type { SplitRequest } from './worker.ts';
 
@@ -30,12 +32,8 @@ import type { SplitRequest } from './worker.ts';
  * (a 49-byte index entry plus a 32-byte reference) than it saves. composefs inlines up to 64 too.
  */
 export const INLINE_MAX = 64;
-/** Small objects are hashed in batches of up to 1 MiB, so a worker message carries many files. */
-export const BATCH_BYTES = 1024 * 1024;
-/** And at most this many objects per batch (the reply's arrays stay small). */
-export const MAX_BATCH_OBJECTS = 4096;
-/** Splitstream bytes queued behind unhashed objects before the reader waits for the hashes. */
-const MAX_QUEUED_SPLITSTREAM = 8 * 1024 * 1024;
+/** At most this many objects per block (a worker's reply stays small: 36 bytes per object). */
+export const MAX_BLOCK_OBJECTS = 4096;
 /** Encoded splitstream bytes gathered before they are handed to the compressor. */
 const SPLITSTREAM_WRITE_BYTES = 256 * 1024;
 /** Random ids of splitstreams (keyed before their diffID is known; see the format doc). */
@@ -75,13 +73,16 @@ interface Slot {
   hash: Uint8Array | undefined;
 }
 
-interface Batch {
-  readonly arena: Buffer;
+/** A shared block being filled: tar bytes in order, objects whole. */
+interface OpenBlock {
+  readonly index: number;
   used: number;
-  readonly lengths: number[];
+  /** Offset and length of each object in the block. */
+  readonly objects: number[];
   readonly slots: Slot[];
-  readonly release: () => void;
 }
+
+if (CHUNK_SIZE > BLOCK_BYTES) throw new Error('a chunk must fit in a shared block');
 
 type Segment = { kind: 'inline'; parts: Buffer[] } | { kind: 'ref'; size: number; slots: Slot[] };
 
@@ -95,7 +96,7 @@ class SplitstreamWriter {
   #queue: Segment[] = [];
   #queuedBytes = 0;
 
-  constructor(backend: Backend, limiter: Limiter, signal: AbortSignal, fail: (err: unknown) => void) {
+  constructor(backend: Backend, signal: AbortSignal, fail: (err: unknown) => void) {
     this.key = splitstreamKey(randomBytes(SPLITSTREAM_ID_BYTES).toString('hex'));
     const digester = this.#digester;
     const hashing = new Transform({
@@ -107,10 +108,17 @@ class SplitstreamWriter {
     const compressed = this.#input.pipe(createZstdCompress()).on('error', (err) => hashing.destroy(err));
     compressed.pipe(hashing);
     this.#input.on('error', (err) => compressed.destroy(err));
-    this.#put = limiter.io.run(() => backend.put(this.key, hashing, { signal }), signal);
+    // Not under limiter.io: the upload lasts as long as the import and is paced by it. Holding an
+    // I/O slot all that time would let concurrent imports take every slot and starve their own
+    // pack writes, which they wait for: a deadlock.
+    this.#put = backend.put(this.key, hashing, { signal });
     this.#put.catch(fail);
   }
 
+  /**
+   * Inline bytes copied while waiting behind objects whose hashes are not known yet: at most the
+   * blocks in flight (their objects are what the records wait for).
+   */
   get queuedBytes(): number {
     return this.#queuedBytes;
   }
@@ -229,132 +237,123 @@ export async function importLayer(
 
   const stats = emptyStats();
   const writer = new ObjectWriter(objects, stats, signal, fail);
-  const ss = new SplitstreamWriter(backend, limiter, signal, fail);
+  const ss = new SplitstreamWriter(backend, signal, fail);
   const splitter = new TarSplitter(INLINE_MAX);
   const diff = new StreamHasher(limiter);
+  const blocks = limiter.blocks;
   let chain: Promise<void> = Promise.resolve();
   let splitstreamStored = false;
   let indexPublished = false;
-  let small: Batch | undefined;
+  /** The block being filled (no worker has seen it yet). */
+  let open: OpenBlock | undefined;
+  /** Sealed blocks: each settles once its block is back in the pool. */
+  const sealed = new Set<Promise<void>>();
   // The entry whose external content is streaming: bytes left, and the current piece (object).
-  let file:
-    | {
-        size: number;
-        slots: Slot[];
-        batch: Batch | undefined;
-        dedicated: boolean;
-        writeAt: number;
-        pieceLeft: number;
-        left: number;
-      }
-    | undefined;
-  // Batches being filled: released here if the import fails before they are sealed.
-  const unsealed = new Set<Batch>();
+  let file: { size: number; slots: Slot[]; pieceLeft: number; left: number } | undefined;
 
-  const newBatch = async (capacity: number): Promise<Batch> => {
-    const release = await limiter.memory.acquire(capacity, signal);
-    const batch = {
-      arena: Buffer.from(limiter.buffers.take(capacity)),
-      used: 0,
-      lengths: [],
-      slots: [],
-      release,
+  /** Hands a filled block to the workers; it goes back to the pool once hashed and packed. */
+  const seal = (b: OpenBlock): void => {
+    if (open === b) open = undefined;
+    const hashed = diff.updateBlock(b.index, b.used);
+    hashed.catch(fail);
+    const list = Uint32Array.from(b.objects);
+    const split =
+      list.length === 0
+        ? undefined
+        : limiter.pool.run<SplitRequest>({ op: 'split', block: b.index, objects: list });
+    split?.catch(() => undefined); // awaited in order below; this only marks it handled meanwhile
+    const accept = async (): Promise<void> => {
+      if (split === undefined) return;
+      const res = await split;
+      if (failure !== undefined) return;
+      await writer.accept(res, b.index, list);
+      b.slots.forEach((slot, i) => {
+        slot.hash = res.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES);
+      });
+      ss.drain();
     };
-    unsealed.add(batch);
-    return batch;
-  };
-
-  const seal = (batch: Batch): void => {
-    unsealed.delete(batch);
-    const arena = batch.arena.buffer as ArrayBuffer;
-    const hashed = limiter.pool.run<SplitRequest>({ op: 'split', arena, lengths: batch.lengths }, [arena]);
-    hashed.catch(() => undefined); // awaited in order below; this only marks it handled meanwhile
-    const step = async (): Promise<void> => {
-      try {
-        const res = await hashed;
-        if (failure !== undefined) return;
-        const hashes = await writer.accept(res, batch.lengths);
-        hashes.forEach((h, i) => {
-          batch.slots[i]!.hash = h;
-        });
-        limiter.buffers.give(res.arena);
-        ss.drain();
-      } finally {
-        batch.release();
-      }
-    };
-    chain = chain.then(step, async (err: unknown) => {
+    const accepted = chain.then(accept, async (err: unknown) => {
       fail(err);
-      await step();
+      await accept();
     });
+    chain = accepted;
     chain.catch(fail);
+    // Back to the pool once no worker reads it and nothing is copied from it any more.
+    const done = Promise.allSettled([accepted, hashed]).then(() => {
+      sealed.delete(done);
+      blocks.release(b.index);
+    });
+    sealed.add(done);
   };
 
-  /** Where the next piece of `pieceSize` bytes goes: the shared small batch, or its own arena. */
-  const target = async (pieceSize: number): Promise<{ batch: Batch; dedicated: boolean }> => {
-    // One arena size for every piece above a batch: buffers are reused by size.
-    if (pieceSize > BATCH_BYTES) return { batch: await newBatch(CHUNK_SIZE), dedicated: true };
-    if (
-      small !== undefined &&
-      (small.used + pieceSize > small.arena.length || small.lengths.length >= MAX_BATCH_OBJECTS)
-    ) {
-      seal(small);
-      small = undefined;
+  /** Seals the open block (if any) and takes a fresh one. */
+  const nextBlock = async (): Promise<OpenBlock> => {
+    if (open !== undefined) seal(open);
+    const index = await blocks.acquire(signal);
+    open = { index, used: 0, objects: [], slots: [] };
+    return open;
+  };
+
+  /** Copies bytes that may be cut anywhere (headers, padding, inline content) into blocks. */
+  const inline = async (bytes: Uint8Array): Promise<void> => {
+    let pos = 0;
+    while (pos < bytes.length) {
+      const b = open !== undefined && open.used < BLOCK_BYTES ? open : await nextBlock();
+      const n = Math.min(BLOCK_BYTES - b.used, bytes.length - pos);
+      blocks.inputView(b.index).set(bytes.subarray(pos, pos + n), b.used);
+      b.used += n;
+      pos += n;
     }
-    small ??= await newBatch(BATCH_BYTES);
-    return { batch: small, dedicated: false };
   };
 
-  /** Copies external content into arenas, one piece (object) at a time: whole files up to CHUNK_SIZE, else chunks. */
+  /** Copies external content into blocks, one piece (object) at a time: whole files up to CHUNK_SIZE, else chunks. */
   const data = async (bytes: Uint8Array): Promise<void> => {
     const f = file!;
     let pos = 0;
     while (pos < bytes.length) {
       if (f.pieceLeft === 0) {
         const pieceSize = Math.min(CHUNK_SIZE, f.left);
-        const { batch, dedicated } = await target(pieceSize);
+        let b = open;
+        if (b === undefined || b.used + pieceSize > BLOCK_BYTES || b.slots.length >= MAX_BLOCK_OBJECTS) {
+          b = await nextBlock();
+        }
         const slot: Slot = { hash: undefined };
         f.slots.push(slot);
-        batch.slots.push(slot);
-        batch.lengths.push(pieceSize);
-        f.batch = batch;
-        f.dedicated = dedicated;
-        f.writeAt = batch.used;
-        batch.used += pieceSize;
+        b.slots.push(slot);
+        b.objects.push(b.used, pieceSize);
         f.pieceLeft = pieceSize;
       }
+      // The piece has its room in the open block: it stays open until the piece is complete.
+      const b = open!;
       const n = Math.min(f.pieceLeft, bytes.length - pos);
-      f.batch!.arena.set(bytes.subarray(pos, pos + n), f.writeAt);
-      f.writeAt += n;
+      blocks.inputView(b.index).set(bytes.subarray(pos, pos + n), b.used);
+      b.used += n;
       f.pieceLeft -= n;
       f.left -= n;
       pos += n;
-      if (f.pieceLeft === 0 && f.dedicated) seal(f.batch!);
     }
   };
 
   try {
     for await (const chunk of tar as AsyncIterable<Buffer>) {
-      await diff.update(chunk);
       for (const ev of splitter.push(chunk)) {
         switch (ev.kind) {
           case 'inline':
             stats.inlineBytes += ev.bytes.length;
             ss.inline(ev.bytes);
+            // Most headers fit in the open block: no promise for those.
+            if (open !== undefined && open.used + ev.bytes.length <= BLOCK_BYTES) {
+              blocks.inputView(open.index).set(ev.bytes, open.used);
+              open.used += ev.bytes.length;
+            } else {
+              await inline(ev.bytes);
+            }
             break;
           case 'entry':
             if (ev.entry.content === 'external') {
               stats.files++;
               const size = ev.entry.size;
-              file = {
-                size,
-                slots: [],
-                batch: undefined,
-                dedicated: false,
-                writeAt: 0,
-                pieceLeft: 0,
-                left: size,
-              };
+              file = { size, slots: [], pieceLeft: 0, left: size };
             }
             break;
           case 'data':
@@ -367,21 +366,12 @@ export async function importLayer(
         }
       }
       if (failure !== undefined) throw failure;
-      if (ss.queuedBytes > MAX_QUEUED_SPLITSTREAM) {
-        if (small !== undefined) {
-          seal(small);
-          small = undefined;
-        }
-        await chain;
-      }
       if (ss.needsDrain) await ss.drained();
     }
     splitter.finish();
-    if (small !== undefined) {
-      seal(small);
-      small = undefined;
-    }
+    if (open !== undefined) seal(open);
     await chain;
+    while (sealed.size > 0) await Promise.all([...sealed]);
     if (failure !== undefined) throw failure;
     await writer.finish();
 
@@ -424,9 +414,11 @@ export async function importLayer(
     fail(cause);
     await ss.abort(cause);
     await chain.catch(() => undefined);
-    for (const b of unsealed) {
-      limiter.buffers.give(b.arena.buffer as ArrayBuffer);
-      b.release();
+    while (sealed.size > 0) await Promise.all([...sealed]);
+    if (open !== undefined) {
+      // No worker has seen it.
+      blocks.release(open.index);
+      open = undefined;
     }
     await writer.settle();
     await diff.discard();

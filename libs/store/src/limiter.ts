@@ -6,33 +6,52 @@
  *
  * - CPU: a pool of worker threads (one per core) runs sha256 and zstd; tasks queue FIFO across all
  *   layers.
- * - Memory: buffers of object bytes (batches of small files, chunks of big ones) are acquired from
- *   a byte budget before they are read from the input, and released once written. Waiting for the
- *   budget is what applies backpressure to the input stream.
+ * - Memory: the input of every import goes through a fixed set of blocks of shared memory
+ *   ({@link BlockPool}), handed to the workers once when they start: a message to a worker names a
+ *   block and offsets in it, never carries bytes, and nothing is allocated per message. An import
+ *   takes a block before it reads more input and gives it back once the block's objects are
+ *   packed and its bytes hashed; waiting for a block is what applies backpressure to the input.
  * - I/O: backend requests made by the store run through a counting semaphore.
- * - Buffers: arenas, pack buffers and hash blocks come from a free list by size, so a long import
- *   allocates (and the garbage collector frees) almost nothing in its steady state.
+ * - Buffers: pack buffers and the reader's hash blocks come from a free list by size, so a long
+ *   import allocates (and the garbage collector frees) almost nothing in its steady state.
  * - Sequential hashing (a layer's diffID: one hash over the whole stream, in order) runs in the
  *   pool too, pinned to one worker so its blocks are hashed in order.
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import type { WorkerRequest, WorkerResponse } from './worker.ts';
+import type { WorkerRequest, WorkerResponse, WorkerSetup } from './worker.ts';
 
+const MiB = 1024 * 1024;
 /**
- * Default memory budget for object bytes in flight (arenas of 1-2 MiB): enough to keep a worker per
- * core busy with a batch queued behind it, small enough for the 256 MiB RSS target.
+ * Size of a shared block: the largest object (a CHUNK_SIZE piece of a big file, objects.ts) must fit
+ * in one, so a worker reads every object from one contiguous range.
  */
-export const DEFAULT_MEMORY_BYTES = 16 * 1024 * 1024;
+export const BLOCK_BYTES = 2 * MiB;
+/**
+ * Default memory for blocks of input in flight (8 blocks): one filling, one per worker hashing and
+ * compressing, the rest queued or waiting to be packed; small enough for the 256 MiB RSS target.
+ * Compressed frames go to a second area of the same size (touched only where frames are written).
+ */
+export const DEFAULT_MEMORY_BYTES = 8 * BLOCK_BYTES;
+/** Fewer blocks than this would leave the workers idle while the main thread fills the only one. */
+const MIN_BLOCKS = 2;
 /** Default concurrent backend requests (enough to hide S3 latency, little memory). */
 export const DEFAULT_IO_CONCURRENCY = 8;
+/** worker.ts's WORKER_MARKER: tells it that it runs as a pool worker. */
 const WORKER_MARKER = 'stevedore-store-worker';
 /** Workers allocate little JS (their buffers are external): a small young generation keeps their heaps small. */
 const WORKER_YOUNG_GENERATION_MB = 4;
 
 export interface LimiterOptions {
+  /**
+   * Shared memory for input in flight, in blocks of {@link BLOCK_BYTES} (at least two); default
+   * {@link DEFAULT_MEMORY_BYTES}. As much again holds compressed frames, and pack buffers come on top
+   * (two of 10 MiB per running import).
+   */
   readonly memoryBytes?: number;
+  /** Worker threads; default one per core. */
   readonly workers?: number;
+  /** Concurrent backend requests; default {@link DEFAULT_IO_CONCURRENCY}. */
   readonly ioConcurrency?: number;
 }
 
@@ -142,8 +161,16 @@ export class WorkerPool {
   #nextId = 1;
   #closed = false;
 
-  constructor(size: number) {
+  readonly #setup: WorkerSetup;
+
+  constructor(size: number, blocks: BlockPool) {
     this.size = size;
+    this.#setup = {
+      marker: WORKER_MARKER,
+      input: blocks.input,
+      output: blocks.output,
+      blockBytes: blocks.blockBytes,
+    };
     this.#slots = Array.from({ length: size }, () => ({ worker: undefined, busy: undefined, queue: [] }));
   }
 
@@ -195,7 +222,7 @@ export class WorkerPool {
 
   #spawn(slot: Slot): Worker {
     const worker = new Worker(new URL('./worker.ts', import.meta.url), {
-      workerData: WORKER_MARKER,
+      workerData: this.#setup,
       resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB },
     });
     worker.on('message', (response: WorkerResponse) => {
@@ -254,18 +281,102 @@ export class BufferPool {
   }
 }
 
+/**
+ * Blocks of shared memory (see the module comment): `count` blocks of `blockBytes` in one
+ * SharedArrayBuffer (`input`), and an area of the same size (`output`) where workers write the
+ * compressed frame of an object at the offset of its raw bytes (a kept frame is smaller than its
+ * object, so frames never overlap). Blocks are taken FIFO.
+ */
+export class BlockPool {
+  readonly blockBytes: number;
+  readonly count: number;
+  readonly input: SharedArrayBuffer;
+  readonly output: SharedArrayBuffer;
+  readonly #inputViews: Buffer[];
+  readonly #outputViews: Buffer[];
+  readonly #free: number[];
+  #waiters: BlockWaiter[] = [];
+
+  constructor(count: number, blockBytes = BLOCK_BYTES) {
+    this.blockBytes = blockBytes;
+    this.count = count;
+    this.input = new SharedArrayBuffer(count * blockBytes);
+    this.output = new SharedArrayBuffer(count * blockBytes);
+    const views = (area: SharedArrayBuffer): Buffer[] =>
+      Array.from({ length: count }, (_, i) => Buffer.from(area, i * blockBytes, blockBytes));
+    this.#inputViews = views(this.input);
+    this.#outputViews = views(this.output);
+    this.#free = Array.from({ length: count }, (_, i) => count - 1 - i);
+  }
+
+  /** Blocks free right now. */
+  get available(): number {
+    return this.#free.length;
+  }
+
+  /** Takes a block, waiting (FIFO) for one; give it back with {@link BlockPool.release}. */
+  acquire(signal?: AbortSignal): Promise<number> {
+    if (signal?.aborted === true) return Promise.reject(abortReason(signal));
+    if (this.#waiters.length === 0 && this.#free.length > 0) return Promise.resolve(this.#free.pop()!);
+    return new Promise<number>((resolve, reject) => {
+      const waiter: BlockWaiter = { resolve, signal };
+      if (signal !== undefined) {
+        waiter.onAbort = () => {
+          this.#waiters.splice(this.#waiters.indexOf(waiter), 1);
+          reject(
+            signal.reason instanceof Error ? signal.reason : new Error('aborted', { cause: signal.reason }),
+          );
+        };
+        signal.addEventListener('abort', waiter.onAbort, { once: true });
+      }
+      this.#waiters.push(waiter);
+    });
+  }
+
+  release(block: number): void {
+    const w = this.#waiters.shift();
+    if (w === undefined) {
+      this.#free.push(block);
+      return;
+    }
+    if (w.onAbort !== undefined) w.signal?.removeEventListener('abort', w.onAbort);
+    w.resolve(block);
+  }
+
+  /** The block's input bytes. */
+  inputView(block: number): Buffer {
+    return this.#inputViews[block]!;
+  }
+
+  /** The block's area of compressed frames. */
+  outputView(block: number): Buffer {
+    return this.#outputViews[block]!;
+  }
+}
+
+function abortReason(signal: AbortSignal): Error {
+  return signal.reason instanceof Error ? signal.reason : new Error('aborted', { cause: signal.reason });
+}
+
+interface BlockWaiter {
+  readonly resolve: (block: number) => void;
+  readonly signal: AbortSignal | undefined;
+  onAbort?: () => void;
+}
+
 /** CPU, memory and I/O limits shared by every store in the process (see the module comment). */
 export class Limiter {
   readonly pool: WorkerPool;
-  readonly memory: Semaphore;
+  readonly blocks: BlockPool;
   readonly io: Semaphore;
   readonly buffers: BufferPool;
 
   constructor(options: LimiterOptions = {}) {
-    this.pool = new WorkerPool(options.workers ?? Math.max(1, availableParallelism()));
-    this.memory = new Semaphore(options.memoryBytes ?? DEFAULT_MEMORY_BYTES);
+    const memory = options.memoryBytes ?? DEFAULT_MEMORY_BYTES;
+    this.blocks = new BlockPool(Math.max(MIN_BLOCKS, Math.floor(memory / BLOCK_BYTES)));
+    this.pool = new WorkerPool(options.workers ?? Math.max(1, availableParallelism()), this.blocks);
     this.io = new Semaphore(options.ioConcurrency ?? DEFAULT_IO_CONCURRENCY);
-    this.buffers = new BufferPool(options.memoryBytes ?? DEFAULT_MEMORY_BYTES);
+    this.buffers = new BufferPool(memory);
   }
 
   async close(): Promise<void> {

@@ -24,6 +24,7 @@ import {
   type ObjectLocation,
 } from './pack-index.ts';
 import type { ImportStats } from './records.ts';
+import { HASH_BYTES } from './splitstream.ts';
 import type { SplitResponse, VerifyItem, VerifyRequest } from './worker.ts';
 
 const MiB = 1024 * 1024;
@@ -260,30 +261,28 @@ export class ObjectWriter {
   }
 
   /**
-   * Takes a hashed batch: returns each object's hash, and copies the objects not already in the
-   * store into packs. Resolves once the batch's arena is no longer referenced.
+   * Takes the hashed objects of shared block `block` (`objects`: offset and length pairs in it):
+   * copies those not already in the store into packs, raw from the block or as the zstd frame the
+   * worker wrote at the same offset of the output area. Resolves once nothing refers to the block.
    */
-  async accept(res: SplitResponse, lengths: readonly number[]): Promise<Uint8Array[]> {
-    const arena = Buffer.from(res.arena);
-    const compressed = Buffer.from(res.compressed);
-    const hashes: Uint8Array[] = [];
-    let rawAt = 0;
-    let zAt = 0;
-    for (let i = 0; i < lengths.length; i++) {
-      const raw = lengths[i]!;
-      const hash = new Uint8Array(res.hashes, i * 32, 32);
-      hashes.push(hash);
+  async accept(res: SplitResponse, block: number, objects: Uint32Array): Promise<void> {
+    const blocks = this.objects.limiter.blocks;
+    const input = blocks.inputView(block);
+    const output = blocks.outputView(block);
+    const count = objects.length / 2;
+    for (let i = 0; i < count; i++) {
+      const offset = objects[2 * i]!;
+      const raw = objects[2 * i + 1]!;
+      const hash = res.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES);
       const zLen = res.compressedLengths[i]!;
-      const stored = zLen < 0 ? arena.subarray(rawAt, rawAt + raw) : compressed.subarray(zAt, zAt + zLen);
-      rawAt += raw;
-      if (zLen >= 0) zAt += zLen;
       this.stats.objects++;
       const key = hashKey(hash);
-      if (this.#mine.has(key) || this.objects.index.has(hash)) {
+      if (this.#mine.has(key) || this.objects.index.hasKey(key)) {
         this.stats.objectsReused++;
         this.stats.bytesReused += raw;
         continue;
       }
+      const stored = zLen < 0 ? input.subarray(offset, offset + raw) : output.subarray(offset, offset + zLen);
       this.#mine.add(key);
       this.stats.objectsWritten++;
       this.stats.bytesWritten += raw;
@@ -301,7 +300,6 @@ export class ObjectWriter {
       pack.used += stored.length;
       if (pack.used >= PACK_TARGET) this.#flush();
     }
-    return hashes;
   }
 
   /** Writes the last pack and waits for every write. */

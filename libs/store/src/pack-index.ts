@@ -140,6 +140,11 @@ export class ObjectIndex {
     return this.#rows.has(hashKey(hash));
   }
 
+  /** {@link ObjectIndex.has} by {@link hashKey}. */
+  hasKey(key: string): boolean {
+    return this.#rows.has(key);
+  }
+
   get(hash: Uint8Array): ObjectLocation | undefined {
     const row = this.#rows.get(hashKey(hash));
     if (row === undefined) return undefined;

@@ -5,10 +5,14 @@ import { describe, expect, it } from 'vitest';
 import {
   compressBound,
   compressInto,
+  digestBlock,
+  digestEnd,
+  split,
   verify,
   worthKeeping,
   ZSTD_LEVEL,
   ZstdContext,
+  type Areas,
   type VerifyItem,
 } from './worker.ts';
 
@@ -178,5 +182,49 @@ describe('verify', () => {
     expect(res.bad?.index).toBe(0);
     const good = await run(pack, items);
     expect(good.bad).toBeUndefined();
+  });
+});
+
+describe('split and digest-block over shared blocks', () => {
+  const blockBytes = 64 * 1024;
+  const areas: Areas = {
+    input: new Uint8Array(new SharedArrayBuffer(2 * blockBytes)),
+    output: new Uint8Array(new SharedArrayBuffer(2 * blockBytes)),
+    blockBytes,
+  };
+  // Block 1: a header-like gap, then three objects.
+  const objects = [
+    { offset: 512, data: text(20_000), frame: true },
+    { offset: 20_512, data: noise(10_000), frame: false },
+    { offset: 30_512, data: text(100), frame: false },
+  ];
+  areas.input.fill(7, blockBytes, blockBytes + 512);
+  for (const o of objects) areas.input.set(o.data, blockBytes + o.offset);
+
+  it('hashes each object and writes the frames that pay at their own offsets', async () => {
+    const list = Uint32Array.from(objects.flatMap((o) => [o.offset, o.data.length]));
+    const { response } = await split({ op: 'split', id: 3, block: 1, objects: list }, areas);
+    expect(response.id).toBe(3);
+    expect([...response.compressedLengths]).toEqual([oneShot(objects[0]!.data).length, -1, -1]);
+    objects.forEach((o, i) => {
+      expect(Buffer.from(response.hashes.subarray(i * 32, (i + 1) * 32)).toString('hex')).toBe(
+        digestHex(digestOf(o.data)),
+      );
+    });
+    const start = blockBytes + objects[0]!.offset;
+    const frame = areas.output.subarray(start, start + response.compressedLengths[0]!);
+    expect(Buffer.from(frame).equals(oneShot(objects[0]!.data))).toBe(true);
+  });
+
+  it('adds blocks to a stream hash in order', () => {
+    areas.input.fill(1, 0, 100);
+    digestBlock({ op: 'digest-block', id: 1, stream: 42, block: 0, length: 100 }, areas);
+    digestBlock({ op: 'digest-block', id: 2, stream: 42, block: 1, length: 40_000 }, areas);
+    const { response } = digestEnd({ op: 'digest-end', id: 3, stream: 42, discard: false });
+    const expected = Buffer.concat([
+      areas.input.subarray(0, 100),
+      areas.input.subarray(blockBytes, blockBytes + 40_000),
+    ]);
+    expect(response).toEqual({ op: 'digest-end', id: 3, digest: digestOf(expected), size: 40_100 });
   });
 });

@@ -23,6 +23,8 @@ import {
   type ZstdDecompress,
 } from 'node:zlib';
 
+/** Raw sha256 length. */
+const HASH_BYTES = 32;
 /** zstd level: 3 is zstd's default, a good ratio at several hundred MB/s per core. */
 export const ZSTD_LEVEL = 3;
 /** Objects are compressed only if zstd saves at least 10%: decompressing costs reads too. */
@@ -161,24 +163,42 @@ export function compressBound(n: number): number {
   return n + (n >>> 8) + (n < SMALL ? (SMALL - n) >>> 11 : 0);
 }
 
+/** What a pool worker gets when it starts (`workerData`): the shared blocks (limiter.ts BlockPool). */
+export interface WorkerSetup {
+  readonly marker: string;
+  /** Blocks of input, back to back. */
+  readonly input: SharedArrayBuffer;
+  /** Compressed frames, written at the offsets of their objects' raw bytes in `input`. */
+  readonly output: SharedArrayBuffer;
+  readonly blockBytes: number;
+}
+
+/** The shared areas as byte arrays. */
+export interface Areas {
+  readonly input: Uint8Array;
+  readonly output: Uint8Array;
+  readonly blockBytes: number;
+}
+
+/** Hashes (and compresses where it pays) the objects of one shared block. */
 export interface SplitRequest {
   readonly op: 'split';
   readonly id: number;
-  /** Objects back to back from offset 0. */
-  readonly arena: ArrayBuffer;
-  readonly lengths: readonly number[];
+  readonly block: number;
+  /** Per object: its offset and its length in the block (pairs). */
+  readonly objects: Uint32Array;
 }
 
 export interface SplitResponse {
   readonly op: 'split';
   readonly id: number;
-  readonly arena: ArrayBuffer;
   /** 32 bytes per object. */
-  readonly hashes: ArrayBuffer;
-  /** Per object: compressed length, or -1 when stored raw. */
-  readonly compressedLengths: readonly number[];
-  /** Compressed objects back to back (those with a length above). */
-  readonly compressed: ArrayBuffer;
+  readonly hashes: Uint8Array;
+  /**
+   * Per object: the length of its zstd frame, written in the output area at the object's own
+   * offset, or -1 when it is stored raw.
+   */
+  readonly compressedLengths: Int32Array;
 }
 
 export interface VerifyItem {
@@ -205,6 +225,20 @@ export interface VerifyResponse {
   readonly out: ArrayBuffer | undefined;
   /** Index of the first item that failed, and why. */
   readonly bad: { readonly index: number; readonly reason: string } | undefined;
+}
+
+/** Feeds the first `length` bytes of shared block `block` to the running hash of stream `stream`. */
+export interface DigestBlockRequest {
+  readonly op: 'digest-block';
+  readonly id: number;
+  readonly stream: number;
+  readonly block: number;
+  readonly length: number;
+}
+
+export interface DigestBlockResponse {
+  readonly op: 'digest-block';
+  readonly id: number;
 }
 
 /** Feeds `length` bytes of `data` to the running hash of stream `stream` (created on first use). */
@@ -239,10 +273,12 @@ export interface DigestEndResponse {
   readonly size: number;
 }
 
-export type WorkerRequest = SplitRequest | VerifyRequest | DigestUpdateRequest | DigestEndRequest;
+export type WorkerRequest =
+  SplitRequest | VerifyRequest | DigestBlockRequest | DigestUpdateRequest | DigestEndRequest;
 export type WorkerResponse =
   | SplitResponse
   | VerifyResponse
+  | DigestBlockResponse
   | DigestUpdateResponse
   | DigestEndResponse
   | { op: 'error'; id: number; message: string };
@@ -310,37 +346,24 @@ function decompressInto(stored: Uint8Array, raw: number, out: Uint8Array): Uint8
 
 export async function split(
   req: SplitRequest,
+  areas: Areas,
 ): Promise<{ response: SplitResponse; transfer: ArrayBuffer[] }> {
-  const arena = new Uint8Array(req.arena);
-  const hashes = new Uint8Array(32 * req.lengths.length);
-  const compressedLengths: number[] = [];
-  let total = 0;
-  for (const n of req.lengths) total += n;
-  // Every kept frame is at most worthKeeping(its raw size): this holds them all.
-  const compressed = new Uint8Array(worthKeeping(total));
+  const count = req.objects.length / 2;
+  const base = req.block * areas.blockBytes;
+  const hashes = new Uint8Array(HASH_BYTES * count);
+  const compressedLengths = new Int32Array(count);
   const oneShot = !zstd().available;
-  let at = 0;
-  let pos = 0;
-  for (let i = 0; i < req.lengths.length; i++) {
-    const length = req.lengths[i]!;
-    const data = arena.subarray(pos, pos + length);
-    pos += length;
-    hashes.set(hash('sha256', data, 'buffer'), i * 32);
-    const n = compressInto(data, compressed.subarray(at));
-    compressedLengths.push(n);
-    if (n >= 0) at += n;
+  for (let i = 0; i < count; i++) {
+    const start = base + req.objects[2 * i]!;
+    const end = start + req.objects[2 * i + 1]!;
+    const data = areas.input.subarray(start, end);
+    hashes.set(hash('sha256', data, 'buffer'), i * HASH_BYTES);
+    compressedLengths[i] = compressInto(data, areas.output.subarray(start, end));
     if (oneShot && i % OBJECTS_PER_TURN === OBJECTS_PER_TURN - 1) await turn();
   }
   return {
-    response: {
-      op: 'split',
-      id: req.id,
-      arena: req.arena,
-      hashes: hashes.buffer,
-      compressedLengths,
-      compressed: compressed.buffer,
-    },
-    transfer: [req.arena, hashes.buffer, compressed.buffer],
+    response: { op: 'split', id: req.id, hashes, compressedLengths },
+    transfer: [hashes.buffer, compressedLengths.buffer],
   };
 }
 
@@ -380,26 +403,52 @@ export async function verify(
   return { response: { op: 'verify', id: req.id, out: out.buffer, bad: undefined }, transfer: [out.buffer] };
 }
 
+export function digestBlock(
+  req: DigestBlockRequest,
+  areas: Areas,
+): { response: DigestBlockResponse; transfer: ArrayBuffer[] } {
+  const start = req.block * areas.blockBytes;
+  streamDigest(req.stream).update(areas.input.subarray(start, start + req.length));
+  return { response: { op: 'digest-block', id: req.id }, transfer: [] };
+}
+
 interface StreamDigest {
   readonly hash: Hash;
   size: number;
+  update(bytes: Uint8Array): void;
 }
 
 const streams = new Map<number, StreamDigest>();
+
+function newStreamDigest(): StreamDigest {
+  const hash = createHash('sha256');
+  const d: StreamDigest = {
+    hash,
+    size: 0,
+    update(bytes) {
+      hash.update(bytes);
+      d.size += bytes.length;
+    },
+  };
+  return d;
+}
+
+function streamDigest(stream: number): StreamDigest {
+  let d = streams.get(stream);
+  if (d === undefined) streams.set(stream, (d = newStreamDigest()));
+  return d;
+}
 
 export function digestUpdate(req: DigestUpdateRequest): {
   response: DigestUpdateResponse;
   transfer: ArrayBuffer[];
 } {
-  let d = streams.get(req.stream);
-  if (d === undefined) streams.set(req.stream, (d = { hash: createHash('sha256'), size: 0 }));
-  d.hash.update(new Uint8Array(req.data, 0, req.length));
-  d.size += req.length;
+  streamDigest(req.stream).update(new Uint8Array(req.data, 0, req.length));
   return { response: { op: 'digest-update', id: req.id, data: req.data }, transfer: [req.data] };
 }
 
 export function digestEnd(req: DigestEndRequest): { response: DigestEndResponse; transfer: ArrayBuffer[] } {
-  const d = streams.get(req.stream) ?? { hash: createHash('sha256'), size: 0 };
+  const d = streams.get(req.stream) ?? newStreamDigest();
   streams.delete(req.stream);
   return {
     response: {
@@ -412,12 +461,17 @@ export function digestEnd(req: DigestEndRequest): { response: DigestEndResponse;
   };
 }
 
-async function handle(req: WorkerRequest): Promise<{ response: WorkerResponse; transfer: ArrayBuffer[] }> {
+async function handle(
+  req: WorkerRequest,
+  areas: Areas,
+): Promise<{ response: WorkerResponse; transfer: ArrayBuffer[] }> {
   switch (req.op) {
     case 'split':
-      return split(req);
+      return split(req, areas);
     case 'verify':
       return verify(req);
+    case 'digest-block':
+      return digestBlock(req, areas);
     case 'digest-update':
       return digestUpdate(req);
     case 'digest-end':
@@ -428,11 +482,17 @@ async function handle(req: WorkerRequest): Promise<{ response: WorkerResponse; t
 /** Set in `workerData` by the pool, so importing this module elsewhere does not listen. */
 export const WORKER_MARKER = 'stevedore-store-worker';
 
-if (parentPort !== null && workerData === WORKER_MARKER) {
+const setup = workerData as Partial<WorkerSetup> | null | undefined;
+if (parentPort !== null && setup?.marker === WORKER_MARKER) {
   const port = parentPort;
+  const areas: Areas = {
+    input: new Uint8Array(setup.input!),
+    output: new Uint8Array(setup.output!),
+    blockBytes: setup.blockBytes!,
+  };
   // The pool sends the next request only after this one's response: no two run at once.
   port.on('message', (req: WorkerRequest) => {
-    handle(req).then(
+    handle(req, areas).then(
       ({ response, transfer }) => port.postMessage(response, transfer),
       (err: unknown) =>
         port.postMessage({

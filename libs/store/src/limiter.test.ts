@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import { BlockPool } from './limiter.ts';
+
+describe('BlockPool', () => {
+  it('hands out every block, then makes takers wait in order', async () => {
+    const pool = new BlockPool(2, 1024);
+    const a = await pool.acquire();
+    const b = await pool.acquire();
+    expect(new Set([a, b])).toEqual(new Set([0, 1]));
+    expect(pool.available).toBe(0);
+    const order: string[] = [];
+    const first = pool.acquire().then((n) => order.push(`first ${n}`));
+    const second = pool.acquire().then((n) => order.push(`second ${n}`));
+    pool.release(b);
+    pool.release(a);
+    await Promise.all([first, second]);
+    expect(order).toEqual([`first ${b}`, `second ${a}`]);
+    expect(pool.available).toBe(0);
+  });
+
+  it('drops a waiter whose signal aborts, and the next release goes to the one behind it', async () => {
+    const pool = new BlockPool(1, 1024);
+    const held = await pool.acquire();
+    const controller = new AbortController();
+    const aborted = pool.acquire(controller.signal);
+    const behind = pool.acquire();
+    controller.abort(new Error('import failed'));
+    await expect(aborted).rejects.toThrow('import failed');
+    pool.release(held);
+    expect(await behind).toBe(held);
+    await expect(pool.acquire(controller.signal)).rejects.toThrow('import failed');
+  });
+
+  it('views each block at its place in the shared areas', () => {
+    const pool = new BlockPool(3, 1024);
+    pool.inputView(2).fill(9);
+    pool.outputView(1).fill(5);
+    const input = new Uint8Array(pool.input);
+    const output = new Uint8Array(pool.output);
+    expect([input[2047], input[2048], input[3071]]).toEqual([0, 9, 9]);
+    expect([output[1023], output[1024], output[2047], output[2048]]).toEqual([0, 5, 5, 0]);
+  });
+});
