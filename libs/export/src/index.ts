@@ -5,7 +5,17 @@
  */
 export * from './errors.ts';
 export * from './options.ts';
-export { COMPRESS_CHUNK_BYTES, GZIP_LEVEL, ZSTD_LEVEL, compressorFor, recipeOf } from './codec.ts';
+export {
+  BLOCKS_IN_FLIGHT,
+  BlockCompressor,
+  COMPRESS_SLOTS,
+  GZIP_BLOCK_BYTES,
+  GZIP_LEVEL,
+  ZSTD_BLOCK_BYTES,
+  ZSTD_LEVEL,
+  compressorFor,
+  recipeOf,
+} from './codec.ts';
 export {
   parsePlatformChoice,
   resolveTargets,

@@ -205,7 +205,7 @@ export async function recordVariant(
   const digester = new Digester();
   const tar = await store.openLayer(layer.diffID, { signal });
   try {
-    await pipeline([tar, ...compressorFor(recipe, layer.size), digestSink(digester)], { signal });
+    await pipeline([tar, ...compressorFor(recipe), digestSink(digester)], { signal });
   } catch (err) {
     throw new Error(`compressing layer ${layer.diffID} with ${recipe.compression} failed`, { cause: err });
   }

@@ -30,7 +30,7 @@ const MiB = 1024 * 1024;
  * Bytes a prepared layer buffers while it waits for its turn; then it pauses (and so does its
  * compressor and its rebuild). Enough to smooth the hand-over from one layer to the next.
  */
-export const LOOKAHEAD_BYTES = 4 * MiB;
+export const LOOKAHEAD_BYTES = 2 * MiB;
 
 export interface WriteOptions {
   readonly signal?: AbortSignal;
@@ -119,10 +119,7 @@ async function openMember(store: ExportStore, member: LayerMember, signal: Abort
       stages.push(await store.openLayer(member.diffID, { signal }));
       break;
     case 'compressed':
-      stages.push(
-        await store.openLayer(member.diffID, { signal }),
-        ...compressorFor(source.recipe, source.tarSize),
-      );
+      stages.push(await store.openLayer(member.diffID, { signal }), ...compressorFor(source.recipe));
       break;
   }
   // Errors of any stage end up in `guard`, which the writer reads (or has failed the export on).
