@@ -69,32 +69,29 @@ export interface ImportDeps {
   readLayer(diffID: DiffID, signal?: AbortSignal): Promise<LayerRecord | undefined>;
 }
 
-interface Slot {
-  hash: Uint8Array | undefined;
-}
-
 /** A shared block being filled: tar bytes in order, objects whole. */
 interface OpenBlock {
   readonly index: number;
   used: number;
   /** Offset and length of each object in the block. */
   readonly objects: number[];
-  readonly slots: Slot[];
 }
 
 if (CHUNK_SIZE > BLOCK_BYTES) throw new Error('a chunk must fit in a shared block');
 
-type Segment = { kind: 'inline'; parts: Buffer[] } | { kind: 'ref'; size: number; slots: Slot[] };
-
-/** Orders splitstream records behind the hashes they wait for and streams them to the backend. */
+/**
+ * Streams the splitstream to the backend as it is encoded. Object records are written when their
+ * entry starts, with placeholders for hashes the workers have not returned yet
+ * ({@link SplitstreamEncoder}); hashes arrive in record order (blocks are accepted in order), and
+ * encoded bytes go out up to the first empty placeholder. What waits is at most the records and
+ * headers of the blocks in flight.
+ */
 class SplitstreamWriter {
   readonly key: string;
   readonly #encoder = new SplitstreamEncoder({ inlineMax: INLINE_MAX, chunkSize: CHUNK_SIZE });
   readonly #input = new PassThrough();
   readonly #digester = new Digester('sha256');
   readonly #put: Promise<void>;
-  #queue: Segment[] = [];
-  #queuedBytes = 0;
 
   constructor(backend: Backend, signal: AbortSignal, fail: (err: unknown) => void) {
     this.key = splitstreamKey(randomBytes(SPLITSTREAM_ID_BYTES).toString('hex'));
@@ -115,14 +112,6 @@ class SplitstreamWriter {
     this.#put.catch(fail);
   }
 
-  /**
-   * Inline bytes copied while waiting behind objects whose hashes are not known yet: at most the
-   * blocks in flight (their objects are what the records wait for).
-   */
-  get queuedBytes(): number {
-    return this.#queuedBytes;
-  }
-
   get needsDrain(): boolean {
     return this.#input.writableNeedDrain;
   }
@@ -132,45 +121,24 @@ class SplitstreamWriter {
   }
 
   inline(bytes: Uint8Array): void {
-    if (this.#queue.length === 0) {
-      this.#encoder.inline(bytes);
-    } else {
-      const tail = this.#queue.at(-1)!;
-      const copy = Buffer.from(bytes);
-      if (tail.kind === 'inline') tail.parts.push(copy);
-      else this.#queue.push({ kind: 'inline', parts: [copy] });
-      this.#queuedBytes += bytes.length;
-    }
-    this.#write(false);
+    this.#encoder.inline(bytes);
+    this.#write();
   }
 
-  ref(size: number, slots: Slot[]): void {
-    this.#queue.push({ kind: 'ref', size, slots });
-    this.drain();
+  /** The record of an entry's external content, its hashes to come through {@link SplitstreamWriter.fill}. */
+  ref(size: number): void {
+    if (size <= CHUNK_SIZE) this.#encoder.objectLater(size);
+    else this.#encoder.chunkedLater(size);
   }
 
-  /** Encodes every queued record whose hashes are known. */
-  drain(): void {
-    while (this.#queue.length > 0) {
-      const head = this.#queue[0]!;
-      if (head.kind === 'inline') {
-        for (const p of head.parts) {
-          this.#encoder.inline(p);
-          this.#queuedBytes -= p.length;
-        }
-      } else {
-        if (head.slots.some((s) => s.hash === undefined)) break;
-        if (head.slots.length === 1 && head.size <= CHUNK_SIZE)
-          this.#encoder.object(head.size, head.slots[0]!.hash!);
-        else
-          this.#encoder.chunked(
-            head.size,
-            head.slots.map((s) => s.hash!),
-          );
-      }
-      this.#queue.shift();
-    }
-    this.#write(false);
+  /** The next object's hash, in record order. */
+  fill(hash: Uint8Array): void {
+    this.#encoder.fill(hash);
+  }
+
+  /** Hands out what is ready (call after a batch of fills). */
+  flush(): void {
+    this.#write();
   }
 
   /** Writes the END record and waits for the splitstream to be stored. */
@@ -178,11 +146,9 @@ class SplitstreamWriter {
     diffID: Uint8Array,
     size: number,
   ): Promise<{ digest: ReturnType<Digester['digest']>; size: number }> {
-    this.drain();
-    if (this.#queue.length > 0)
-      throw new Error(`splitstream ${this.key}: records still wait for hashes at the end`);
     this.#encoder.end(diffID, size);
-    this.#write(true);
+    const out = this.#encoder.take(true);
+    if (out.length > 0) this.#input.write(out);
     this.#input.end();
     await this.#put;
     return { digest: this.#digester.digest(), size: this.#digester.size };
@@ -194,11 +160,8 @@ class SplitstreamWriter {
     await this.#put.catch(() => undefined);
   }
 
-  #write(all: boolean): void {
-    if (all || this.#encoder.pendingBytes >= SPLITSTREAM_WRITE_BYTES) {
-      const out = this.#encoder.take(all);
-      if (out.length > 0) this.#input.write(out);
-    }
+  #write(): void {
+    if (this.#encoder.readyBytes >= SPLITSTREAM_WRITE_BYTES) this.#input.write(this.#encoder.take());
   }
 }
 
@@ -249,7 +212,7 @@ export async function importLayer(
   /** Sealed blocks: each settles once its block is back in the pool. */
   const sealed = new Set<Promise<void>>();
   // The entry whose external content is streaming: bytes left, and the current piece (object).
-  let file: { size: number; slots: Slot[]; pieceLeft: number; left: number } | undefined;
+  let file: { pieceLeft: number; left: number } | undefined;
 
   /** Hands a filled block to the workers; it goes back to the pool once hashed and packed. */
   const seal = (b: OpenBlock): void => {
@@ -267,10 +230,10 @@ export async function importLayer(
       const res = await split;
       if (failure !== undefined) return;
       await writer.accept(res, b.index, list);
-      b.slots.forEach((slot, i) => {
-        slot.hash = res.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES);
-      });
-      ss.drain();
+      // This block's objects are the next placeholders of the splitstream, in order.
+      for (let i = 0; i < list.length / 2; i++)
+        ss.fill(res.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES));
+      ss.flush();
     };
     const accepted = chain.then(accept, async (err: unknown) => {
       fail(err);
@@ -290,7 +253,7 @@ export async function importLayer(
   const nextBlock = async (): Promise<OpenBlock> => {
     if (open !== undefined) seal(open);
     const index = await blocks.acquire(signal);
-    open = { index, used: 0, objects: [], slots: [] };
+    open = { index, used: 0, objects: [] };
     return open;
   };
 
@@ -314,12 +277,13 @@ export async function importLayer(
       if (f.pieceLeft === 0) {
         const pieceSize = Math.min(CHUNK_SIZE, f.left);
         let b = open;
-        if (b === undefined || b.used + pieceSize > BLOCK_BYTES || b.slots.length >= MAX_BLOCK_OBJECTS) {
+        if (
+          b === undefined ||
+          b.used + pieceSize > BLOCK_BYTES ||
+          b.objects.length >= 2 * MAX_BLOCK_OBJECTS
+        ) {
           b = await nextBlock();
         }
-        const slot: Slot = { hash: undefined };
-        f.slots.push(slot);
-        b.slots.push(slot);
         b.objects.push(b.used, pieceSize);
         f.pieceLeft = pieceSize;
       }
@@ -352,15 +316,15 @@ export async function importLayer(
           case 'entry':
             if (ev.entry.content === 'external') {
               stats.files++;
-              const size = ev.entry.size;
-              file = { size, slots: [], pieceLeft: 0, left: size };
+              // The record goes where the content is in the tar; its hashes come later.
+              ss.ref(ev.entry.size);
+              file = { pieceLeft: 0, left: ev.entry.size };
             }
             break;
           case 'data':
             await data(ev.bytes);
             break;
           case 'data-end':
-            ss.ref(file!.size, file!.slots);
             file = undefined;
             break;
         }

@@ -81,9 +81,45 @@ describe('splitstream format', () => {
       e.end(h(0), big.length);
     });
     const inline = decode(b).filter((r) => r.kind === 'inline');
+    // Records of exactly MAX_INLINE_RECORD bytes: the decoder hands each out in one piece here.
+    expect(inline.map((r) => (r.kind === 'inline' ? r.bytes.length : 0))).toEqual([
+      MAX_INLINE_RECORD,
+      MAX_INLINE_RECORD,
+      5,
+    ]);
     expect(
       Buffer.concat(inline.map((r) => (r.kind === 'inline' ? r.bytes : Buffer.alloc(0)))).equals(big),
     ).toBe(true);
+  });
+
+  it('writes object records before their hashes and hands out bytes up to the first empty placeholder', () => {
+    const e = new SplitstreamEncoder(params);
+    e.inline(Buffer.from('header'));
+    e.inline(Buffer.from('+more'));
+    e.objectLater(999);
+    e.chunkedLater(2500);
+    e.inline(Buffer.alloc(3, 0));
+    // Nothing past the first placeholder: the magic, the parameters and the first inline record.
+    const head = e.take();
+    expect(head.length).toBe(8 + 1 + 2 + (1 + 1 + 11) + (1 + 2));
+    expect(e.unfilled).toBe(4);
+    e.fill(h(1));
+    e.fill(h(2));
+    expect(e.readyBytes).toBe(32 + (1 + 2) + 32);
+    e.fill(h(3));
+    e.fill(h(4));
+    expect(e.unfilled).toBe(0);
+    // The open inline run waits for its header until it ends.
+    expect(e.readyBytes).toBe(32 + (1 + 2) + 96);
+    e.end(h(9), 123456789);
+    expect(Buffer.concat([head, e.take(true)]).equals(bytes)).toBe(true);
+  });
+
+  it('refuses to end with placeholders left', () => {
+    const e = new SplitstreamEncoder(params);
+    e.objectLater(10);
+    expect(() => e.take(true)).toThrow('1 object hashes still missing');
+    expect(() => new SplitstreamEncoder(params).fill(h(1))).toThrow('no placeholder to fill');
   });
 
   it('refuses a chunked record with the wrong number of hashes', () => {

@@ -49,46 +49,82 @@ function writeUvarint(out: Buffer, pos: number, value: number): number {
   return pos;
 }
 
+/** An INLINE record's header: tag and a uvarint of at most MAX_INLINE_RECORD (3 bytes). */
+const INLINE_HEADER_MAX = 4;
+/** First size of the encoder's buffer; it doubles as needed. */
+const INITIAL_ENCODER_BYTES = 64 * 1024;
+
+function uvarintLength(value: number): number {
+  let n = 1;
+  for (let v = value; v >= 0x80; v = Math.floor(v / 0x80)) n++;
+  return n;
+}
+
 /**
- * Encodes records into a growing buffer; {@link SplitstreamEncoder.take} hands out what is ready.
- * Consecutive inline bytes are merged into one record.
+ * Encodes records into one growing buffer; {@link SplitstreamEncoder.take} hands out what is
+ * ready. Consecutive inline bytes are merged into one record (cut at MAX_INLINE_RECORD).
+ *
+ * Object records may be written before their hashes are known ({@link SplitstreamEncoder.objectLater},
+ * {@link SplitstreamEncoder.chunkedLater}): they get placeholders, filled in record order by
+ * {@link SplitstreamEncoder.fill}, and `take` stops at the first placeholder still empty. The
+ * importer writes each record when its entry starts and fills the hashes when the workers return
+ * them, so nothing is queued but these bytes.
  */
 export class SplitstreamEncoder {
   readonly params: SplitstreamParams;
-  #out: Buffer[] = [];
-  #outBytes = 0;
-  #inline: Buffer[] = [];
-  #inlineBytes = 0;
+  #buf = Buffer.allocUnsafe(INITIAL_ENCODER_BYTES);
+  #len = 0;
+  /** Where the open inline run's reserved header starts (-1: none). */
+  #runStart = -1;
+  /** Positions of placeholders not filled yet, in order (from #placeholderHead). */
+  #placeholders: number[] = [];
+  #placeholderHead = 0;
 
   constructor(params: SplitstreamParams) {
     this.params = params;
-    const head = Buffer.allocUnsafe(SPLITSTREAM_MAGIC.length + 2 * MAX_UVARINT_BYTES);
-    SPLITSTREAM_MAGIC.copy(head);
-    let pos = writeUvarint(head, SPLITSTREAM_MAGIC.length, params.inlineMax);
-    pos = writeUvarint(head, pos, params.chunkSize);
-    this.#emit(head.subarray(0, pos));
+    this.#reserve(SPLITSTREAM_MAGIC.length + 2 * MAX_UVARINT_BYTES);
+    this.#len += SPLITSTREAM_MAGIC.copy(this.#buf, this.#len);
+    this.#len = writeUvarint(this.#buf, this.#len, params.inlineMax);
+    this.#len = writeUvarint(this.#buf, this.#len, params.chunkSize);
   }
 
-  /** Encoded bytes not yet taken. */
+  /** Encoded bytes ready to be taken (before the first empty placeholder or the open inline run). */
+  get readyBytes(): number {
+    return this.#ready(false);
+  }
+
+  /** Encoded bytes not yet taken, ready or not. */
   get pendingBytes(): number {
-    return this.#outBytes + this.#inlineBytes;
+    return this.#len;
+  }
+
+  /** Placeholders written and not filled yet. */
+  get unfilled(): number {
+    return this.#placeholders.length - this.#placeholderHead;
   }
 
   /** Appends inline bytes (copied). */
   inline(bytes: Uint8Array): void {
-    if (bytes.length === 0) return;
-    this.#inline.push(Buffer.from(bytes));
-    this.#inlineBytes += bytes.length;
-    if (this.#inlineBytes >= MAX_INLINE_RECORD) this.#flushInline();
+    let pos = 0;
+    while (pos < bytes.length) {
+      if (this.#runStart < 0) {
+        this.#reserve(INLINE_HEADER_MAX);
+        this.#runStart = this.#len;
+        this.#len += INLINE_HEADER_MAX;
+      }
+      const room = MAX_INLINE_RECORD - (this.#len - this.#runStart - INLINE_HEADER_MAX);
+      const n = Math.min(room, bytes.length - pos);
+      this.#reserve(n);
+      this.#buf.set(bytes.subarray(pos, pos + n), this.#len);
+      this.#len += n;
+      pos += n;
+      if (n === room) this.#closeRun();
+    }
   }
 
   object(size: number, hash: Uint8Array): void {
-    this.#flushInline();
-    const rec = Buffer.allocUnsafe(1 + MAX_UVARINT_BYTES + HASH_BYTES);
-    rec[0] = TAG_OBJECT;
-    const pos = writeUvarint(rec, 1, size);
-    rec.set(hash, pos);
-    this.#emit(rec.subarray(0, pos + HASH_BYTES));
+    this.objectLater(size);
+    this.fill(hash);
   }
 
   chunked(size: number, hashes: readonly Uint8Array[]): void {
@@ -97,48 +133,101 @@ export class SplitstreamEncoder {
         `chunked record of ${size} bytes needs ${chunkCount(size, this.params.chunkSize)} hashes`,
       );
     }
-    this.#flushInline();
-    const rec = Buffer.allocUnsafe(1 + MAX_UVARINT_BYTES + HASH_BYTES * hashes.length);
-    rec[0] = TAG_CHUNKED;
-    let pos = writeUvarint(rec, 1, size);
-    for (const h of hashes) {
-      rec.set(h, pos);
-      pos += HASH_BYTES;
+    this.chunkedLater(size);
+    for (const h of hashes) this.fill(h);
+  }
+
+  /** An OBJECT record whose hash comes later (one placeholder). */
+  objectLater(size: number): void {
+    this.#record(TAG_OBJECT, size, 1);
+  }
+
+  /** A CHUNKED record whose hashes come later (one placeholder per chunk). */
+  chunkedLater(size: number): void {
+    this.#record(TAG_CHUNKED, size, chunkCount(size, this.params.chunkSize));
+  }
+
+  /** Fills the first empty placeholder with `hash`. */
+  fill(hash: Uint8Array): void {
+    if (this.#placeholderHead === this.#placeholders.length) throw new Error('no placeholder to fill');
+    this.#buf.set(hash, this.#placeholders[this.#placeholderHead++]);
+    if (this.#placeholderHead === this.#placeholders.length) {
+      this.#placeholders = [];
+      this.#placeholderHead = 0;
     }
-    this.#emit(rec.subarray(0, pos));
   }
 
   end(diffID: Uint8Array, size: number): void {
-    this.#flushInline();
-    const rec = Buffer.allocUnsafe(1 + HASH_BYTES + MAX_UVARINT_BYTES);
-    rec[0] = TAG_END;
-    rec.set(diffID, 1);
-    const pos = writeUvarint(rec, 1 + HASH_BYTES, size);
-    this.#emit(rec.subarray(0, pos));
+    this.#closeRun();
+    this.#reserve(1 + HASH_BYTES + MAX_UVARINT_BYTES);
+    this.#buf[this.#len++] = TAG_END;
+    this.#buf.set(diffID, this.#len);
+    this.#len = writeUvarint(this.#buf, this.#len + HASH_BYTES, size);
   }
 
-  /** Takes the encoded bytes so far (inline bytes too when `all`, e.g. at the end). */
+  /**
+   * Takes the ready bytes (a copy); with `all`, also closes the open inline run (every placeholder
+   * must be filled then).
+   */
   take(all = false): Buffer {
-    if (all) this.#flushInline();
-    const out = this.#out.length === 1 ? this.#out[0]! : Buffer.concat(this.#out, this.#outBytes);
-    this.#out = [];
-    this.#outBytes = 0;
+    if (all) {
+      if (this.unfilled > 0) throw new Error(`${this.unfilled} object hashes still missing`);
+      this.#closeRun();
+    }
+    const n = this.#ready(all);
+    const out = Buffer.allocUnsafe(n);
+    this.#buf.copy(out, 0, 0, n);
+    this.#buf.copyWithin(0, n, this.#len);
+    this.#len -= n;
+    if (this.#runStart >= 0) this.#runStart -= n;
+    for (let i = this.#placeholderHead; i < this.#placeholders.length; i++) this.#placeholders[i]! -= n;
     return out;
   }
 
-  #flushInline(): void {
-    if (this.#inlineBytes === 0) return;
-    const head = Buffer.allocUnsafe(1 + MAX_UVARINT_BYTES);
-    head[0] = TAG_INLINE;
-    this.#emit(head.subarray(0, writeUvarint(head, 1, this.#inlineBytes)));
-    for (const b of this.#inline) this.#emit(b);
-    this.#inline = [];
-    this.#inlineBytes = 0;
+  #ready(all: boolean): number {
+    let n = this.#len;
+    if (!all && this.#runStart >= 0) n = this.#runStart;
+    if (this.#placeholderHead < this.#placeholders.length)
+      n = Math.min(n, this.#placeholders[this.#placeholderHead]!);
+    return n;
   }
 
-  #emit(b: Buffer): void {
-    this.#out.push(b);
-    this.#outBytes += b.length;
+  #record(tag: number, size: number, hashes: number): void {
+    this.#closeRun();
+    this.#reserve(1 + MAX_UVARINT_BYTES + HASH_BYTES * hashes);
+    this.#buf[this.#len++] = tag;
+    this.#len = writeUvarint(this.#buf, this.#len, size);
+    for (let i = 0; i < hashes; i++) {
+      this.#placeholders.push(this.#len);
+      this.#len += HASH_BYTES;
+    }
+  }
+
+  /** Writes the open inline run's header, sliding its bytes down over the unused header room. */
+  #closeRun(): void {
+    const start = this.#runStart;
+    if (start < 0) return;
+    this.#runStart = -1;
+    const dataStart = start + INLINE_HEADER_MAX;
+    const length = this.#len - dataStart;
+    if (length === 0) {
+      this.#len = start;
+      return;
+    }
+    const header = 1 + uvarintLength(length);
+    this.#buf.copyWithin(start + header, dataStart, this.#len);
+    this.#buf[start] = TAG_INLINE;
+    writeUvarint(this.#buf, start + 1, length);
+    this.#len -= INLINE_HEADER_MAX - header;
+  }
+
+  #reserve(n: number): void {
+    if (this.#len + n <= this.#buf.length) return;
+    let size = this.#buf.length * 2;
+    while (size < this.#len + n) size *= 2;
+    const next = Buffer.allocUnsafe(size);
+    this.#buf.copy(next, 0, 0, this.#len);
+    this.#buf = next;
   }
 }
 
