@@ -14,15 +14,7 @@ import { listAll, type Backend } from './backend/backend.ts';
 import { CorruptObjectError, ObjectNotFoundError } from './errors.ts';
 import { indexKey, indexListCursor, packKey, parseIndexKey, PREFIX } from './layout.ts';
 import type { Limiter } from './limiter.ts';
-import {
-  decodeIndex,
-  encodeIndex,
-  hashKey,
-  ObjectIndex,
-  PACK_ID_BYTES,
-  type IndexEntry,
-  type ObjectLocation,
-} from './pack-index.ts';
+import { IndexBuilder, KeyTable, ObjectIndex, PACK_ID_BYTES, type ObjectLocation } from './pack-index.ts';
 import type { ImportStats } from './records.ts';
 import { HASH_BYTES } from './splitstream.ts';
 import type { SplitResponse, VerifyItem, VerifyRequest } from './worker.ts';
@@ -119,14 +111,14 @@ export class ObjectStore {
     if (parsed === undefined) throw new Error(`not an index key: ${key}`);
     const actual = digestHex(digestOf(bytes));
     if (actual !== parsed.hashHex) throw new CorruptObjectError(key, `content hashes to sha256:${actual}`);
-    this.index.add(decodeIndex(bytes, key));
+    this.index.addIndexFile(bytes, key);
     this.#loaded.add(key);
     this.#newest = Math.max(this.#newest, parsed.timeMs);
   }
 
   /** Publishes an import's index file and adds it to the in-memory index. Returns its key. */
-  async publishIndex(entries: readonly IndexEntry[], signal?: AbortSignal): Promise<string> {
-    const bytes = encodeIndex(entries);
+  async publishIndex(entries: IndexBuilder, signal?: AbortSignal): Promise<string> {
+    const bytes = entries.encode();
     const key = indexKey(Date.now(), digestHex(digestOf(bytes)));
     await this.limiter.io.run(() => this.backend.put(key, bytes, { signal }), signal);
     this.addIndexFile(key, bytes);
@@ -229,9 +221,9 @@ export class ObjectWriter {
   readonly stats: ImportStats;
   readonly #signal: AbortSignal;
   readonly #fail: (err: unknown) => void;
-  /** Objects written (or being written) by this import, by hashKey. */
-  #mine = new Set<string>();
-  #entries: IndexEntry[] = [];
+  /** Objects written (or being written) by this import. */
+  #mine = new KeyTable();
+  #entries = new IndexBuilder();
   #packsWritten: string[] = [];
   #free: PackBuffer[] = [];
   #current: PackBuffer | undefined;
@@ -248,7 +240,7 @@ export class ObjectWriter {
   }
 
   /** Index entries of the objects this import wrote. */
-  get entries(): readonly IndexEntry[] {
+  get entries(): IndexBuilder {
     return this.#entries;
   }
 
@@ -276,27 +268,19 @@ export class ObjectWriter {
       const hash = res.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES);
       const zLen = res.compressedLengths[i]!;
       this.stats.objects++;
-      const key = hashKey(hash);
-      if (this.#mine.has(key) || this.objects.index.hasKey(key)) {
+      if (this.#mine.find(hash) >= 0 || this.objects.index.has(hash)) {
         this.stats.objectsReused++;
         this.stats.bytesReused += raw;
         continue;
       }
       const stored = zLen < 0 ? input.subarray(offset, offset + raw) : output.subarray(offset, offset + zLen);
-      this.#mine.add(key);
+      this.#mine.push(hash);
       this.stats.objectsWritten++;
       this.stats.bytesWritten += raw;
       this.stats.bytesStored += stored.length;
       const pack = await this.#packWith(stored.length);
       stored.copy(pack.buf, pack.used);
-      this.#entries.push({
-        hash,
-        pack: pack.id,
-        offset: pack.used,
-        stored: stored.length,
-        raw,
-        codec: zLen < 0 ? 'raw' : 'zstd',
-      });
+      this.#entries.add(hash, pack.id, pack.used, stored.length, raw, zLen < 0 ? 'raw' : 'zstd');
       pack.used += stored.length;
       if (pack.used >= PACK_TARGET) this.#flush();
     }

@@ -1,7 +1,10 @@
+import { digestHex, digestOf } from '@stevedore/oci';
 import { describe, expect, it } from 'vitest';
 import { InvalidFormatError } from './errors.ts';
-import { decodeIndex, encodeIndex, ObjectIndex, type IndexEntry } from './pack-index.ts';
+import { decodeIndex, encodeIndex, KeyTable, ObjectIndex, type IndexEntry } from './pack-index.ts';
 
+/** A sha256 to use as a key. */
+const hashOf = (i: number): Buffer => Buffer.from(digestHex(digestOf(String(i))), 'hex');
 const packA = 'aa'.repeat(16);
 const packB = 'bb'.repeat(16);
 const entries: IndexEntry[] = [
@@ -64,5 +67,47 @@ describe('ObjectIndex', () => {
       codec: 'raw',
     });
     expect(index.has(Buffer.alloc(32, 4))).toBe(false);
+  });
+});
+
+describe('KeyTable', () => {
+  it.each([
+    { name: 'sha256-like keys', key: hashOf },
+    {
+      name: 'keys that differ only where the table does not look (one long probe chain)',
+      key: (i: number) => {
+        const k = Buffer.alloc(32, 0xee);
+        k.writeUInt32BE(i, 12);
+        return k;
+      },
+    },
+  ])('finds every key it holds and no other: $name', ({ key }) => {
+    const table = new KeyTable();
+    for (let i = 0; i < 3000; i++) {
+      expect(table.find(key(i))).toBe(-1);
+      expect(table.push(key(i))).toBe(i);
+    }
+    expect(table.size).toBe(3000);
+    for (let i = 0; i < 3000; i++) expect(table.find(key(i))).toBe(i);
+    expect(table.find(key(3000))).toBe(-1);
+    expect(Buffer.from(table.key(1234)).equals(key(1234))).toBe(true);
+  });
+});
+
+describe('ObjectIndex.addIndexFile', () => {
+  it('adds the entries of an encoded index file', () => {
+    const index = new ObjectIndex();
+    index.addIndexFile(encodeIndex(entries), 'index/x.idx');
+    expect(index.size).toBe(3);
+    expect(index.get(Buffer.alloc(32, 3))).toEqual({
+      pack: packA,
+      offset: 100,
+      stored: 2 ** 21,
+      raw: 2 ** 21,
+      codec: 'raw',
+    });
+    expect(() => index.addIndexFile(Buffer.from('nope'), 'index/y.idx')).toThrow(
+      'index index/y.idx: bad magic',
+    );
   });
 });

@@ -8,6 +8,10 @@
  *       sha256[32] | u32 pack (number in the pack table) | u32 offset | u32 stored | u32 raw | u8 codec
  *
  * Integers are big-endian. Offsets and lengths fit in u32: packs are at most PACK_CAPACITY bytes.
+ *
+ * In memory nothing is kept as a JavaScript object per object: index entries are built in the file
+ * format ({@link IndexBuilder}) and looked up in typed arrays ({@link KeyTable}, {@link ObjectIndex}),
+ * so a store of a million objects costs the garbage collector a few arrays, not a million strings.
  */
 import { InvalidFormatError } from './errors.ts';
 import { HASH_BYTES } from './splitstream.ts';
@@ -53,34 +57,76 @@ export interface IndexEntry extends ObjectLocation {
   readonly hash: Uint8Array;
 }
 
-/** Encodes the entries of one import into an index file. */
-export function encodeIndex(entries: readonly IndexEntry[]): Buffer {
-  const packs = new Map<string, number>();
-  for (const e of entries) if (!packs.has(e.pack)) packs.set(e.pack, packs.size);
-  const out = Buffer.allocUnsafe(
-    INDEX_MAGIC.length + 4 + packs.size * PACK_ID_BYTES + 4 + entries.length * ENTRY_BYTES,
-  );
-  let pos = INDEX_MAGIC.copy(out);
-  pos = out.writeUInt32BE(packs.size, pos);
-  for (const id of packs.keys()) pos += Buffer.from(id, 'hex').copy(out, pos);
-  pos = out.writeUInt32BE(entries.length, pos);
-  for (const e of entries) {
-    out.set(e.hash, pos);
-    pos += HASH_BYTES;
-    pos = out.writeUInt32BE(packs.get(e.pack)!, pos);
-    pos = out.writeUInt32BE(e.offset, pos);
-    pos = out.writeUInt32BE(e.stored, pos);
-    pos = out.writeUInt32BE(e.raw, pos);
-    pos = out.writeUInt8(codecByte(e.codec), pos);
+const HEADER_BYTES = INDEX_MAGIC.length + 4;
+/** Initial capacity (rows) of the builders and tables; they double as needed. */
+const INITIAL_CAPACITY = 1024;
+
+/**
+ * Builds one import's index file as entries come: 49 bytes per entry in one growing buffer, and
+ * a table of pack ids.
+ */
+export class IndexBuilder {
+  readonly #packs = new Map<string, number>();
+  #buf = Buffer.allocUnsafe(INITIAL_CAPACITY * ENTRY_BYTES);
+  #count = 0;
+
+  /** Entries added. */
+  get length(): number {
+    return this.#count;
   }
-  return out;
+
+  add(hash: Uint8Array, pack: string, offset: number, stored: number, raw: number, codec: Codec): void {
+    let packNumber = this.#packs.get(pack);
+    if (packNumber === undefined) this.#packs.set(pack, (packNumber = this.#packs.size));
+    if ((this.#count + 1) * ENTRY_BYTES > this.#buf.length) {
+      const next = Buffer.allocUnsafe(this.#buf.length * 2);
+      this.#buf.copy(next, 0, 0, this.#count * ENTRY_BYTES);
+      this.#buf = next;
+    }
+    let pos = this.#count * ENTRY_BYTES;
+    this.#buf.set(hash, pos);
+    pos += HASH_BYTES;
+    pos = this.#buf.writeUInt32BE(packNumber, pos);
+    pos = this.#buf.writeUInt32BE(offset, pos);
+    pos = this.#buf.writeUInt32BE(stored, pos);
+    pos = this.#buf.writeUInt32BE(raw, pos);
+    this.#buf[pos] = codecByte(codec);
+    this.#count++;
+  }
+
+  /** The index file. */
+  encode(): Buffer {
+    const out = Buffer.allocUnsafe(
+      HEADER_BYTES + this.#packs.size * PACK_ID_BYTES + 4 + this.#count * ENTRY_BYTES,
+    );
+    let pos = INDEX_MAGIC.copy(out);
+    pos = out.writeUInt32BE(this.#packs.size, pos);
+    for (const id of this.#packs.keys()) pos += Buffer.from(id, 'hex').copy(out, pos);
+    pos = out.writeUInt32BE(this.#count, pos);
+    this.#buf.copy(out, pos, 0, this.#count * ENTRY_BYTES);
+    return out;
+  }
 }
 
-/** Decodes an index file; `source` (its key) is named in errors. */
-export function decodeIndex(data: Uint8Array, source: string): IndexEntry[] {
+/** Encodes entries into an index file. */
+export function encodeIndex(entries: readonly IndexEntry[]): Buffer {
+  const b = new IndexBuilder();
+  for (const e of entries) b.add(e.hash, e.pack, e.offset, e.stored, e.raw, e.codec);
+  return b.encode();
+}
+
+/**
+ * Validates an index file and calls `each` per entry (the hash is a view into `data`). `source`
+ * (its key) is named in errors.
+ */
+function readIndex(
+  data: Uint8Array,
+  source: string,
+  each: (hash: Uint8Array, pack: string, offset: number, stored: number, raw: number, codec: Codec) => void,
+): void {
   const buf = Buffer.from(data.buffer, data.byteOffset, data.length);
   const bad = (what: string): InvalidFormatError => new InvalidFormatError(`index ${source}: ${what}`);
-  if (buf.length < INDEX_MAGIC.length + 8 || !buf.subarray(0, INDEX_MAGIC.length).equals(INDEX_MAGIC)) {
+  if (buf.length < HEADER_BYTES + 4 || !buf.subarray(0, INDEX_MAGIC.length).equals(INDEX_MAGIC)) {
     throw bad('bad magic (not an index file, or an unknown version)');
   }
   let pos = INDEX_MAGIC.length;
@@ -95,35 +141,117 @@ export function decodeIndex(data: Uint8Array, source: string): IndexEntry[] {
   const count = buf.readUInt32BE(pos);
   pos += 4;
   if (buf.length !== pos + count * ENTRY_BYTES) throw bad(`length does not match ${count} entries`);
-  const entries: IndexEntry[] = [];
   for (let i = 0; i < count; i++) {
-    const hash = buf.subarray(pos, pos + HASH_BYTES);
-    pos += HASH_BYTES;
-    const packIndex = buf.readUInt32BE(pos);
+    const packIndex = buf.readUInt32BE(pos + HASH_BYTES);
     const pack = packs[packIndex];
     if (pack === undefined) throw bad(`entry ${i} refers to pack #${packIndex} of ${packCount}`);
-    entries.push({
-      hash,
+    each(
+      buf.subarray(pos, pos + HASH_BYTES),
       pack,
-      offset: buf.readUInt32BE(pos + 4),
-      stored: buf.readUInt32BE(pos + 8),
-      raw: buf.readUInt32BE(pos + 12),
-      codec: codecOf(buf[pos + 16]!),
-    });
-    pos += 17;
+      buf.readUInt32BE(pos + HASH_BYTES + 4),
+      buf.readUInt32BE(pos + HASH_BYTES + 8),
+      buf.readUInt32BE(pos + HASH_BYTES + 12),
+      codecOf(buf[pos + HASH_BYTES + 16]!),
+    );
+    pos += ENTRY_BYTES;
   }
+}
+
+/** Decodes an index file; `source` (its key) is named in errors. */
+export function decodeIndex(data: Uint8Array, source: string): IndexEntry[] {
+  const entries: IndexEntry[] = [];
+  readIndex(data, source, (hash, pack, offset, stored, raw, codec) => {
+    entries.push({ hash, pack, offset, stored, raw, codec });
+  });
   return entries;
 }
 
-/** Initial capacity of the columnar arrays; they double as needed. */
-const INITIAL_CAPACITY = 1024;
+function word(b: Uint8Array, at: number): number {
+  return b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24);
+}
+
+/** Multiplicative hashing constants (2^32 / golden ratio, and murmur3's): spread any key bits. */
+const MIX_A = 0x9e3779b1;
+const MIX_B = 0x85ebca6b;
 
 /**
- * All known object locations, in columns so a million objects cost about 100 bytes each (a Map
- * from the hash as a 32-char latin1 string to a row, and five typed-array columns).
+ * Rows of 32-byte keys (sha256 hashes) with lookup by key: the keys back to back in one byte
+ * array, an open-addressing table (linear probing, at most half full) of row numbers in an
+ * Int32Array. About 40 bytes per key and no object per key.
+ */
+export class KeyTable {
+  #keys = new Uint8Array(INITIAL_CAPACITY * HASH_BYTES);
+  #slots = new Int32Array(INITIAL_CAPACITY * 2);
+  #bits = Math.log2(INITIAL_CAPACITY * 2);
+  #size = 0;
+
+  /** Keys added. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** The row of `key`, or -1. */
+  find(key: Uint8Array): number {
+    const mask = this.#slots.length - 1;
+    for (let i = this.#slot(key, 0); ; i = (i + 1) & mask) {
+      const r = this.#slots[i]!;
+      if (r === 0) return -1;
+      if (this.#equals(r - 1, key, 0)) return r - 1;
+    }
+  }
+
+  /** Adds `key` (the caller knows it is absent) and returns its row. */
+  push(key: Uint8Array): number {
+    const row = this.#size;
+    if ((row + 1) * HASH_BYTES > this.#keys.length) {
+      const next = new Uint8Array(this.#keys.length * 2);
+      next.set(this.#keys);
+      this.#keys = next;
+    }
+    this.#keys.set(key, row * HASH_BYTES);
+    this.#size++;
+    if (this.#size * 2 > this.#slots.length) this.#rehash(this.#slots.length * 2);
+    else this.#place(row);
+    return row;
+  }
+
+  /** The key of `row` (a view: valid until the next push). */
+  key(row: number): Uint8Array {
+    return this.#keys.subarray(row * HASH_BYTES, (row + 1) * HASH_BYTES);
+  }
+
+  #slot(key: Uint8Array, at: number): number {
+    const h = Math.imul(word(key, at), MIX_A) ^ Math.imul(word(key, at + HASH_BYTES - 4), MIX_B);
+    return Math.imul(h, MIX_A) >>> (32 - this.#bits);
+  }
+
+  #equals(row: number, key: Uint8Array, at: number): boolean {
+    const keys = this.#keys;
+    const base = row * HASH_BYTES;
+    for (let i = 0; i < HASH_BYTES; i++) if (keys[base + i] !== key[at + i]) return false;
+    return true;
+  }
+
+  #place(row: number): void {
+    const mask = this.#slots.length - 1;
+    let i = this.#slot(this.#keys, row * HASH_BYTES);
+    while (this.#slots[i] !== 0) i = (i + 1) & mask;
+    this.#slots[i] = row + 1;
+  }
+
+  #rehash(slots: number): void {
+    this.#slots = new Int32Array(slots);
+    this.#bits = Math.log2(slots);
+    for (let row = 0; row < this.#size; row++) this.#place(row);
+  }
+}
+
+/**
+ * All known object locations, in columns: a {@link KeyTable} of hashes and five typed-array
+ * columns, about 60 bytes per object.
  */
 export class ObjectIndex {
-  #rows = new Map<string, number>();
+  readonly #keys = new KeyTable();
   #packIds: string[] = [];
   #packNumbers = new Map<string, number>();
   #pack = new Uint32Array(INITIAL_CAPACITY);
@@ -133,21 +261,16 @@ export class ObjectIndex {
   #codec = new Uint8Array(INITIAL_CAPACITY);
 
   get size(): number {
-    return this.#rows.size;
+    return this.#keys.size;
   }
 
   has(hash: Uint8Array): boolean {
-    return this.#rows.has(hashKey(hash));
-  }
-
-  /** {@link ObjectIndex.has} by {@link hashKey}. */
-  hasKey(key: string): boolean {
-    return this.#rows.has(key);
+    return this.#keys.find(hash) >= 0;
   }
 
   get(hash: Uint8Array): ObjectLocation | undefined {
-    const row = this.#rows.get(hashKey(hash));
-    if (row === undefined) return undefined;
+    const row = this.#keys.find(hash);
+    if (row < 0) return undefined;
     return {
       pack: this.#packIds[this.#pack[row]!]!,
       offset: this.#offset[row]!,
@@ -159,18 +282,25 @@ export class ObjectIndex {
 
   /** Adds entries; an object already known keeps its first location. */
   add(entries: Iterable<IndexEntry>): void {
-    for (const e of entries) {
-      const key = hashKey(e.hash);
-      if (this.#rows.has(key)) continue;
-      const row = this.#rows.size;
-      this.#ensure(row + 1);
-      this.#rows.set(key, row);
-      this.#pack[row] = this.#packNumber(e.pack);
-      this.#offset[row] = e.offset;
-      this.#stored[row] = e.stored;
-      this.#raw[row] = e.raw;
-      this.#codec[row] = codecByte(e.codec);
-    }
+    for (const e of entries) this.#add(e.hash, e.pack, e.offset, e.stored, e.raw, e.codec);
+  }
+
+  /** Adds the entries of an index file (validated; `source` is named in errors). */
+  addIndexFile(data: Uint8Array, source: string): void {
+    readIndex(data, source, (hash, pack, offset, stored, raw, codec) => {
+      this.#add(hash, pack, offset, stored, raw, codec);
+    });
+  }
+
+  #add(hash: Uint8Array, pack: string, offset: number, stored: number, raw: number, codec: Codec): void {
+    if (this.#keys.find(hash) >= 0) return;
+    const row = this.#keys.push(hash);
+    this.#ensure(row + 1);
+    this.#pack[row] = this.#packNumber(pack);
+    this.#offset[row] = offset;
+    this.#stored[row] = stored;
+    this.#raw[row] = raw;
+    this.#codec[row] = codecByte(codec);
   }
 
   #packNumber(id: string): number {
@@ -197,9 +327,4 @@ export class ObjectIndex {
     this.#raw = grow(this.#raw, (n) => new Uint32Array(n));
     this.#codec = grow(this.#codec, (n) => new Uint8Array(n));
   }
-}
-
-/** Map key of a raw hash: 32 one-byte characters (compact V8 one-byte string). */
-export function hashKey(hash: Uint8Array): string {
-  return Buffer.from(hash.buffer, hash.byteOffset, hash.length).toString('latin1');
 }
