@@ -12,7 +12,7 @@ export const QUEUES = {
   pull: 'pull',
   /** fetcher: stream one blob from a registry into the store. */
   fetch: 'fetch',
-  /** hasher/compressor: split a layer into file objects and a splitstream; exports. */
+  /** hasher/compressor: split a layer into file objects and a splitstream. */
   split: 'split',
   /** committer: layer and image records, then references. */
   commit: 'commit',
