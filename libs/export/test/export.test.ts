@@ -6,7 +6,8 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync, zstdDecompressSync } from 'node:zlib';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
   digestHex,
   digestOf,
@@ -17,7 +18,7 @@ import {
   parseReference,
   type Digest,
 } from '@stevedore/oci';
-import { CorruptObjectError, Store } from '@stevedore/store';
+import { CorruptObjectError, openStore, Store } from '@stevedore/store';
 import {
   buildImage,
   buildImageFromTrees,
@@ -29,7 +30,11 @@ import {
 } from '@stevedore/testing';
 import {
   ExportRequestError,
+  exportId,
+  exportToStore,
+  findStoredExport,
   IncompleteImageError,
+  openStoredExport,
   LayerVariantMismatchError,
   UnknownReferenceError,
   planExport,
@@ -39,6 +44,7 @@ import {
   type ExportFormat,
   type ExportRequest,
   type LayerCompressionChoice,
+  type PinnedExport,
 } from '../src/index.ts';
 import { MemorySink, openTestStore, readTar, storeImage, storeIndex, type TestStore } from './support.ts';
 
@@ -544,6 +550,104 @@ describe('failures mid-stream', () => {
         }),
       ).rejects.toThrow(reason);
       expect((await readdir(t.dir)).sort()).toEqual(['store']);
+    } finally {
+      await t.close();
+    }
+  });
+});
+
+describe('exports into the store (export jobs)', () => {
+  async function s3Store(): Promise<{ store: Store; close(): Promise<void> }> {
+    const s3 = inject('stack').s3;
+    const store = await openStore({
+      backend: {
+        kind: 's3',
+        bucket: s3.bucket,
+        prefix: `export-test-${randomUUID()}`,
+        endpoint: s3.endpoint,
+        region: s3.region,
+        forcePathStyle: s3.forcePathStyle,
+        credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+      },
+    });
+    return { store, close: () => store.close() };
+  }
+
+  it.each(['directory', 's3'] as const)(
+    'writes the archive and then its record on %s, once; reads it back verified',
+    async (kind) => {
+      const target = kind === 'directory' ? await openTestStore() : await s3Store();
+      try {
+        const { store } = target;
+        await storeImage(store, app, 'registry.test/app:1');
+        const spec: PinnedExport = {
+          refs: ['registry.test/app:1'],
+          digests: [app.manifest.descriptor.digest],
+          format: 'oci',
+          compression: 'zstd',
+          archiveCompression: 'gzip',
+        };
+        const id = exportId(spec);
+        expect(id).toMatch(/^export-[0-9a-f]{16}$/);
+        expect(exportId({ ...spec, compression: 'gzip' })).not.toBe(id);
+        expect(await findStoredExport(store, id)).toBeUndefined();
+        const first = await exportToStore(store, id, spec);
+        expect(first).toMatchObject({
+          id,
+          key: `exports/${id}.tar.gz`,
+          contentType: 'application/x-tar+gzip',
+          refs: spec.refs,
+          digests: spec.digests,
+          written: true,
+        });
+        const again = await exportToStore(store, id, spec);
+        expect(again).toEqual({ ...first, written: false });
+        const { written: _written, ...record } = first;
+        expect(await findStoredExport(store, id)).toEqual(record);
+
+        const chunks: Buffer[] = [];
+        for await (const chunk of await openStoredExport(store, record)) chunks.push(chunk as Buffer);
+        const stored = Buffer.concat(chunks);
+        expect(sha256(stored)).toBe(record.digest);
+        expect(stored.length).toBe(record.size);
+        // The same export streamed directly is the same bytes.
+        const plan = await planExport(store, {
+          targets: [{ input: 'registry.test/app:1' }],
+          format: 'oci',
+          compression: 'zstd',
+          archiveCompression: 'gzip',
+        });
+        const sink = new MemorySink();
+        await writeArchive(store, plan, sink);
+        expect(sink.bytes.equals(stored)).toBe(true);
+      } finally {
+        await target.close();
+      }
+    },
+  );
+
+  it('a stored archive that does not match its record fails at its end', async () => {
+    const t = await openTestStore();
+    try {
+      await storeImage(t.store, app, 'registry.test/app:1');
+      const spec: PinnedExport = {
+        refs: ['registry.test/app:1'],
+        digests: [app.manifest.descriptor.digest],
+        format: 'docker',
+        compression: 'none',
+        archiveCompression: 'none',
+      };
+      const record = await exportToStore(t.store, exportId(spec), spec);
+      const path = join(t.dir, 'store', record.key);
+      const bytes = await readFile(path);
+      bytes[1000]! ^= 0xff;
+      await writeFile(path, bytes);
+      const read = async (): Promise<void> => {
+        for await (const _chunk of await openStoredExport(t.store, record)) {
+          // Read to the end, where the digest is checked.
+        }
+      };
+      await expect(read()).rejects.toThrow(CorruptObjectError);
     } finally {
       await t.close();
     }
