@@ -20,17 +20,19 @@ import type { ObjectStore } from './objects.ts';
 import type { LayerRecord } from './records.ts';
 import { SplitstreamDecoder, type SplitRecord, type SplitstreamParams } from './splitstream.ts';
 import { TarSplitter, type TarEntry } from './tar.ts';
-import type { VerifyItem } from './worker.ts';
+import { HASH_BYTES } from './splitstream.ts';
+import type { AssembleRequest, AssembleResponse } from './worker.ts';
 
 const MiB = 1024 * 1024;
-/** Object bytes fetched ahead of the output. */
-const READ_AHEAD_BYTES = 32 * MiB;
+/**
+ * Shared blocks a rebuild fills ahead of its output (at most half the pool): 8 MiB of the layer,
+ * with the GETs they wait for in flight.
+ */
+const MAX_REBUILD_BLOCKS = 4;
 /** Largest ranged GET of neighbouring objects. */
 const MAX_GROUP_BYTES = 8 * MiB;
 /** Bytes of other objects a group may read through to join two of ours (cheaper than a request). */
 const MAX_GAP_BYTES = 256 * 1024;
-/** Output pieces are gathered to at least this size before they are pushed. */
-const OUTPUT_CHUNK_BYTES = 64 * 1024;
 /** Hard links followed by readFile before giving up (a loop in a hostile tar). */
 const MAX_LINK_HOPS = 16;
 const TYPE_REG = '0';
@@ -120,26 +122,56 @@ async function* records(
   if (!ended) throw new CorruptObjectError(key, 'no END record');
 }
 
+/** A range of a pack read with one GET: neighbouring objects, and the gaps between them. */
 interface Group {
   readonly key: string;
   readonly offset: number;
   length: number;
-  readonly items: VerifyItem[];
-  readonly rawOffsets: number[];
-  rawTotal: number;
-  consumed: number;
-  result: Promise<Buffer> | undefined;
+  /** The first object (named in errors). */
+  readonly first: string;
+  /** The group's bytes, read once the group is complete ({@link Group.start}). */
+  readonly data: Promise<Buffer>;
+  /** Starts the GET (the group takes no more objects). */
+  readonly start: () => void;
+  /** Gives up on the group before its GET (the rebuild stopped early). */
+  readonly cancel: () => void;
 }
 
-type Item =
-  | { readonly kind: 'bytes'; readonly buf: Buffer }
-  | { readonly kind: 'object'; readonly group: Group; readonly index: number };
+/** An object's place: where its stored bytes are in its group, where its raw bytes go in the block. */
+interface Placed {
+  readonly group: Group;
+  /** Offset of the stored bytes in the group's data. */
+  readonly at: number;
+  /** Position of the raw bytes in the block. */
+  readonly pos: number;
+  readonly stored: number;
+  readonly raw: number;
+  readonly zstd: boolean;
+  readonly hash: Uint8Array;
+}
+
+/** A shared block being filled with a stretch of the layer, then assembled and verified by a worker. */
+interface Job {
+  readonly block: number;
+  used: number;
+  readonly objects: Placed[];
+  /** Settles when the worker is done with the block (assembled, or failed). */
+  assembled: Promise<AssembleResponse> | undefined;
+}
 
 /** The exact tar of a layer, verified against its diffID at the end. */
 export function openLayer(deps: ReaderDeps, layer: LayerRecord, signal?: AbortSignal): Readable {
   return Readable.from(rebuild(deps, layer, signal), { objectMode: false });
 }
 
+/**
+ * Rebuilds the tar in the limiter's shared blocks, in order: inline bytes and raw objects are copied
+ * into a block at their place, zstd frames next to it (the output area), and a worker decompresses
+ * them into place and verifies every object; the block is added to the diffID (pinned worker) and
+ * copied out as one output chunk. Objects are read in groups (neighbouring objects of one pack with
+ * one GET), started as soon as a group is complete. At most {@link MAX_REBUILD_BLOCKS} blocks (and
+ * the GETs they wait for) are in flight.
+ */
 async function* rebuild(
   deps: ReaderDeps,
   layer: LayerRecord,
@@ -147,106 +179,161 @@ async function* rebuild(
 ): AsyncGenerator<Buffer> {
   const { objects } = deps;
   await objects.refresh(signal);
+  const blocks = objects.limiter.blocks;
   const context = `layer ${layer.diffID}`;
   const out = new StreamHasher(objects.limiter);
-  const queue: Item[] = [];
-  let head = 0;
-  let ahead = 0;
-  let open: Group | undefined;
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
+  // Half the pool at most: imports running meanwhile keep blocks to work with.
+  const maxJobs = Math.max(1, Math.min(MAX_REBUILD_BLOCKS, Math.floor(blocks.count / 2)));
+  const jobs: Job[] = [];
+  let open: Job | undefined;
+  let group: Group | undefined;
+  /** Digests in flight: each gives its block back when done. */
+  const hashing = new Set<Promise<void>>();
 
-  const launch = (g: Group): void => {
-    g.result = objects.readGroup(g, signal);
-    g.result.catch(() => undefined); // awaited when its first object is due; marks it handled until then
+  const newGroup = (key: string, offset: number, first: string): Group => {
+    let start!: () => void;
+    let cancel!: (err: Error) => void;
+    const started = new Promise<void>((resolve, reject) => {
+      start = resolve;
+      cancel = reject;
+    });
+    const g: Group = {
+      key,
+      offset,
+      length: 0,
+      first,
+      data: started.then(() =>
+        objects.readRange(g.key, g.offset, g.length, ` (object sha256:${g.first})`, signal),
+      ),
+      start,
+      cancel: () => cancel(new Error(`rebuild of ${context} stopped`)),
+    };
+    g.data.catch(() => undefined); // awaited by the jobs that need it; this only marks it handled meanwhile
+    return g;
   };
-  const closeOpen = (): void => {
-    if (open !== undefined) launch(open);
-    open = undefined;
+  const closeGroup = (): void => {
+    group?.start();
+    group = undefined;
   };
-  const addObject = (hash: Uint8Array, size: number): void => {
-    const h = hex(hash);
+
+  /** Copies the job's objects into its block and has a worker assemble it (once their data is read). */
+  const assemble = async (job: Job): Promise<AssembleResponse> => {
+    const input = blocks.inputView(job.block);
+    const output = blocks.outputView(job.block);
+    for (const o of job.objects) {
+      const data = await o.group.data;
+      const stored = data.subarray(o.at, o.at + o.stored);
+      (o.zstd ? output : input).set(stored, o.pos);
+    }
+    if (job.objects.length === 0) return { op: 'assemble', id: 0, bad: undefined };
+    const list = new Uint32Array(4 * job.objects.length);
+    const hashes = new Uint8Array(HASH_BYTES * job.objects.length);
+    job.objects.forEach((o, i) => {
+      list.set([o.pos, o.stored, o.raw, o.zstd ? 1 : 0], 4 * i);
+      hashes.set(o.hash, HASH_BYTES * i);
+    });
+    return objects.limiter.pool.run<AssembleRequest>({
+      op: 'assemble',
+      block: job.block,
+      objects: list,
+      hashes,
+    });
+  };
+
+  const seal = (job: Job): void => {
+    if (open === job) open = undefined;
+    // Waits for its groups' GETs; a group still open may take objects of the next jobs too.
+    job.assembled = assemble(job);
+    job.assembled.catch(() => undefined); // awaited in order by emit
+    jobs.push(job);
+  };
+
+  /** Seals the open job and starts the next, emitting first when enough jobs are in flight. */
+  async function* newJob(): AsyncGenerator<Buffer, Job> {
+    if (open !== undefined) seal(open);
+    while (jobs.length >= maxJobs) yield* emit();
+    open = { block: await blocks.acquire(signal), used: 0, objects: [], assembled: undefined };
+    return open;
+  }
+
+  async function* addInline(bytes: Uint8Array): AsyncGenerator<Buffer> {
+    let pos = 0;
+    while (pos < bytes.length) {
+      const job = open !== undefined && open.used < blocks.blockBytes ? open : yield* newJob();
+      const n = Math.min(blocks.blockBytes - job.used, bytes.length - pos);
+      blocks.inputView(job.block).set(bytes.subarray(pos, pos + n), job.used);
+      job.used += n;
+      pos += n;
+    }
+  }
+
+  async function* addObject(hash: Uint8Array, size: number): AsyncGenerator<Buffer> {
     const loc = objects.locate(hash, context);
     if (loc.raw !== size) {
-      throw new CorruptObjectError(`sha256:${h}`, `index says ${loc.raw} bytes, ${context} expects ${size}`);
+      throw new CorruptObjectError(
+        `sha256:${hex(hash)}`,
+        `index says ${loc.raw} bytes, ${context} expects ${size}`,
+      );
     }
-    const at = { key: packKey(loc.pack), offset: loc.offset };
-    const end = open === undefined ? 0 : open.offset + open.length;
+    const job = open !== undefined && open.used + size <= blocks.blockBytes ? open : yield* newJob();
+    const key = packKey(loc.pack);
+    const end = group === undefined ? 0 : group.offset + group.length;
     if (
-      open === undefined ||
-      open.key !== at.key ||
-      at.offset < end ||
-      at.offset - end > MAX_GAP_BYTES ||
-      at.offset + loc.stored - open.offset > MAX_GROUP_BYTES
+      group === undefined ||
+      group.key !== key ||
+      loc.offset < end ||
+      loc.offset - end > MAX_GAP_BYTES ||
+      loc.offset + loc.stored - group.offset > MAX_GROUP_BYTES
     ) {
-      closeOpen();
-      open = {
-        key: at.key,
-        offset: at.offset,
-        length: 0,
-        items: [],
-        rawOffsets: [],
-        rawTotal: 0,
-        consumed: 0,
-        result: undefined,
-      };
+      closeGroup();
+      group = newGroup(key, loc.offset, hex(hash));
     }
-    const g = open;
-    g.items.push({
-      offset: at.offset - g.offset,
+    const g = group;
+    g.length = loc.offset + loc.stored - g.offset;
+    job.objects.push({
+      group: g,
+      at: loc.offset - g.offset,
+      pos: job.used,
       stored: loc.stored,
       raw: loc.raw,
       zstd: loc.codec === 'zstd',
-      hash: h,
+      hash,
     });
-    g.rawOffsets.push(g.rawTotal);
-    g.rawTotal += loc.raw;
-    g.length = at.offset + loc.stored - g.offset;
-    queue.push({ kind: 'object', group: g, index: g.items.length - 1 });
-    ahead += size;
-  };
-  const take = (piece: Buffer): Buffer | undefined => {
-    pending.push(piece);
-    pendingBytes += piece.length;
-    if (pendingBytes < OUTPUT_CHUNK_BYTES) return undefined;
-    return flush();
-  };
-  const flush = (): Buffer | undefined => {
-    if (pendingBytes === 0) return undefined;
-    const b = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
-    pending = [];
-    pendingBytes = 0;
-    return b;
-  };
-  /** Emits queued items from the head until `ahead` is at most `limit`. */
-  async function* emit(limit: number): AsyncGenerator<Buffer> {
-    while (head < queue.length && ahead > limit) {
-      const item = queue[head]!;
-      queue[head++] = undefined as unknown as Item; // let consumed buffers go
-      let piece: Buffer;
-      if (item.kind === 'bytes') {
-        piece = item.buf;
-      } else {
-        const g = item.group;
-        if (g.result === undefined) {
-          if (g === open) closeOpen();
-          else launch(g);
-        }
-        const buf = await g.result!;
-        const start = g.rawOffsets[item.index]!;
-        piece = buf.subarray(start, start + g.items[item.index]!.raw);
-        g.consumed++;
-        if (g.consumed === g.items.length) g.result = Promise.resolve(Buffer.alloc(0));
-      }
-      ahead -= piece.length;
-      await out.update(piece);
-      const ready = take(piece);
-      if (ready !== undefined) yield ready;
+    job.used += size;
+  }
+
+  /** Emits the oldest job: waits for its block to be assembled, hashes it, copies it out. */
+  async function* emit(): AsyncGenerator<Buffer> {
+    const job = jobs.shift()!;
+    // Its last group may still be open (the records after it have not closed it): it is due now.
+    if (job.objects.some((o) => o.group === group)) closeGroup();
+    let res: AssembleResponse;
+    try {
+      res = await job.assembled!;
+    } catch (err) {
+      blocks.release(job.block);
+      throw err;
     }
-    if (head === queue.length) {
-      queue.length = 0;
-      head = 0;
+    if (res.bad !== undefined) {
+      blocks.release(job.block);
+      const o = job.objects[res.bad.index]!;
+      throw new CorruptObjectError(
+        o.group.key,
+        `object sha256:${hex(o.hash)} at offset ${o.group.offset + o.at}: ${res.bad.reason}`,
+      );
     }
+    const chunk = Buffer.allocUnsafe(job.used);
+    blocks.inputView(job.block).copy(chunk, 0, 0, job.used);
+    const hashed = out.updateBlock(job.block, job.used).then(
+      () => undefined,
+      () => undefined, // reported by out.digest()
+    );
+    const done = hashed.then(() => {
+      hashing.delete(done);
+      blocks.release(job.block);
+    });
+    hashing.add(done);
+    yield chunk;
   }
 
   let finished = false;
@@ -256,20 +343,17 @@ async function* rebuild(
       chunkSize = p.chunkSize;
     })) {
       switch (rec.kind) {
-        case 'inline': {
-          const buf = Buffer.from(rec.bytes);
-          queue.push({ kind: 'bytes', buf });
-          ahead += buf.length;
+        case 'inline':
+          yield* addInline(rec.bytes);
           break;
-        }
         case 'object':
-          addObject(rec.hash, rec.size);
+          yield* addObject(rec.hash, rec.size);
           break;
         case 'chunked': {
           let left = rec.size;
           for (const h of rec.hashes) {
             const n = Math.min(left, chunkSize);
-            addObject(h, n);
+            yield* addObject(h, n);
             left -= n;
           }
           break;
@@ -277,15 +361,21 @@ async function* rebuild(
         case 'end':
           break;
       }
-      if (ahead > READ_AHEAD_BYTES) yield* emit(READ_AHEAD_BYTES / 2);
     }
-    closeOpen();
-    yield* emit(-1);
-    const last = flush();
-    if (last !== undefined) yield last;
+    if (open !== undefined) seal(open);
+    closeGroup();
+    while (jobs.length > 0) yield* emit();
     finished = true;
   } finally {
-    // Stopped early (consumer gone, error): drop the hash state held by the worker.
+    // Stopped early (consumer gone, error): give every block back once no worker uses it, and
+    // drop the hash state held by the worker. Jobs waiting for the open group wait no more.
+    group?.cancel();
+    if (open !== undefined) blocks.release(open.block);
+    for (const job of jobs.splice(0)) {
+      await job.assembled?.catch(() => undefined);
+      blocks.release(job.block);
+    }
+    while (hashing.size > 0) await Promise.all([...hashing]);
     if (!finished) await out.discard();
   }
   const actual = await out.digest();

@@ -139,23 +139,43 @@ export class ObjectStore {
   }
 
   /**
+   * `length` bytes of `key` at `offset`, with one GET. Throws CorruptObjectError naming the key
+   * (and `what`, the first object in the range) on a short read.
+   */
+  async readRange(
+    key: string,
+    offset: number,
+    length: number,
+    what: string,
+    signal?: AbortSignal,
+  ): Promise<Buffer> {
+    const data = await this.limiter.io.run(
+      () => this.backend.getBytes(key, { range: { offset, length }, signal }),
+      signal,
+    );
+    if (data.length < length) {
+      throw new CorruptObjectError(
+        key,
+        `short read: ${data.length} of ${length} bytes at offset ${offset}${what}`,
+      );
+    }
+    return data;
+  }
+
+  /**
    * Reads a group with one GET and verifies each object (decompressed size and sha256, in a
    * worker). Returns the objects' raw bytes back to back. Throws CorruptObjectError naming the key
    * (and offset) and the object.
    */
   async readGroup(group: ReadGroup, signal?: AbortSignal): Promise<Buffer> {
-    const data = await this.limiter.io.run(
-      () =>
-        this.backend.getBytes(group.key, { range: { offset: group.offset, length: group.length }, signal }),
+    const first = group.items[0];
+    const data = await this.readRange(
+      group.key,
+      group.offset,
+      group.length,
+      first === undefined ? '' : ` (object sha256:${first.hash})`,
       signal,
     );
-    if (data.length < group.length) {
-      const first = group.items[0];
-      throw new CorruptObjectError(
-        group.key,
-        `short read: ${data.length} of ${group.length} bytes at offset ${group.offset}${first === undefined ? '' : ` (object sha256:${first.hash})`}`,
-      );
-    }
     const owned = data.byteOffset === 0 && data.buffer.byteLength === data.length;
     const buffer = owned
       ? (data.buffer as ArrayBuffer)

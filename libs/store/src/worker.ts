@@ -227,6 +227,29 @@ export interface VerifyResponse {
   readonly bad: { readonly index: number; readonly reason: string } | undefined;
 }
 
+/**
+ * Puts a rebuilt stretch of a layer together in shared block `block` and verifies its objects: the
+ * main thread has written the inline bytes and raw objects in place, and each zstd object's frame
+ * at the same position of the output area; the worker decompresses those into place, then checks
+ * every object's size and sha256.
+ */
+export interface AssembleRequest {
+  readonly op: 'assemble';
+  readonly id: number;
+  readonly block: number;
+  /** Per object, four numbers: position in the block, stored length, raw length, 1 for zstd (else 0). */
+  readonly objects: Uint32Array;
+  /** The expected sha256 of each object, 32 bytes each. */
+  readonly hashes: Uint8Array;
+}
+
+export interface AssembleResponse {
+  readonly op: 'assemble';
+  readonly id: number;
+  /** The first object that failed, and why. */
+  readonly bad: { readonly index: number; readonly reason: string } | undefined;
+}
+
 /** Feeds the first `length` bytes of shared block `block` to the running hash of stream `stream`. */
 export interface DigestBlockRequest {
   readonly op: 'digest-block';
@@ -274,9 +297,15 @@ export interface DigestEndResponse {
 }
 
 export type WorkerRequest =
-  SplitRequest | VerifyRequest | DigestBlockRequest | DigestUpdateRequest | DigestEndRequest;
+  | SplitRequest
+  | AssembleRequest
+  | VerifyRequest
+  | DigestBlockRequest
+  | DigestUpdateRequest
+  | DigestEndRequest;
 export type WorkerResponse =
   | SplitResponse
+  | AssembleResponse
   | VerifyResponse
   | DigestBlockResponse
   | DigestUpdateResponse
@@ -403,6 +432,44 @@ export async function verify(
   return { response: { op: 'verify', id: req.id, out: out.buffer, bad: undefined }, transfer: [out.buffer] };
 }
 
+/** Where frames are decompressed (their raw size and one spare byte) before they are put in place. */
+let rawScratch: Uint8Array | undefined;
+
+export function assemble(
+  req: AssembleRequest,
+  areas: Areas,
+): { response: AssembleResponse; transfer: ArrayBuffer[] } {
+  const base = req.block * areas.blockBytes;
+  const count = req.objects.length / 4;
+  const bad = (index: number, reason: string): { response: AssembleResponse; transfer: ArrayBuffer[] } => ({
+    response: { op: 'assemble', id: req.id, bad: { index, reason } },
+    transfer: [],
+  });
+  for (let i = 0; i < count; i++) {
+    const at = base + req.objects[4 * i]!;
+    const stored = req.objects[4 * i + 1]!;
+    const raw = req.objects[4 * i + 2]!;
+    if (req.objects[4 * i + 3] === 1) {
+      if (rawScratch === undefined || rawScratch.length < raw + 1)
+        rawScratch = new Uint8Array(Math.max(raw + 1, TRIAL_BYTES));
+      let data: Uint8Array;
+      try {
+        data = decompressInto(areas.output.subarray(at, at + stored), raw, rawScratch);
+      } catch (err) {
+        return bad(i, `zstd: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      if (data.length !== raw) return bad(i, `${data.length} bytes, expected ${raw}`);
+      areas.input.set(data, at);
+    } else if (stored !== raw) {
+      return bad(i, `${stored} bytes, expected ${raw}`);
+    }
+    const actual = hash('sha256', areas.input.subarray(at, at + raw), 'buffer');
+    const expected = req.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES);
+    if (!actual.equals(expected)) return bad(i, `content hashes to sha256:${actual.toString('hex')}`);
+  }
+  return { response: { op: 'assemble', id: req.id, bad: undefined }, transfer: [] };
+}
+
 export function digestBlock(
   req: DigestBlockRequest,
   areas: Areas,
@@ -468,6 +535,8 @@ async function handle(
   switch (req.op) {
     case 'split':
       return split(req, areas);
+    case 'assemble':
+      return assemble(req, areas);
     case 'verify':
       return verify(req);
     case 'digest-block':
