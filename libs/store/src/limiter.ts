@@ -12,8 +12,8 @@
  *   takes a block before it reads more input and gives it back once the block's objects are
  *   packed and its bytes hashed; waiting for a block is what applies backpressure to the input.
  * - I/O: backend requests made by the store run through a counting semaphore.
- * - Buffers: pack buffers and the reader's hash blocks come from a free list by size, so a long
- *   import allocates (and the garbage collector frees) almost nothing in its steady state.
+ * - Buffers: pack buffers come from a free list by size, so a long import allocates (and the
+ *   garbage collector frees) almost nothing in its steady state.
  * - Sequential hashing (a layer's diffID: one hash over the whole stream, in order) runs in the
  *   pool too, pinned to one worker so its blocks are hashed in order.
  */

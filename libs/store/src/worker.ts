@@ -264,22 +264,6 @@ export interface DigestBlockResponse {
   readonly id: number;
 }
 
-/** Feeds `length` bytes of `data` to the running hash of stream `stream` (created on first use). */
-export interface DigestUpdateRequest {
-  readonly op: 'digest-update';
-  readonly id: number;
-  readonly stream: number;
-  readonly data: ArrayBuffer;
-  readonly length: number;
-}
-
-export interface DigestUpdateResponse {
-  readonly op: 'digest-update';
-  readonly id: number;
-  /** The block, back for reuse. */
-  readonly data: ArrayBuffer;
-}
-
 /** Finishes (or, with `discard`, drops) the hash of stream `stream`. */
 export interface DigestEndRequest {
   readonly op: 'digest-end';
@@ -297,18 +281,12 @@ export interface DigestEndResponse {
 }
 
 export type WorkerRequest =
-  | SplitRequest
-  | AssembleRequest
-  | VerifyRequest
-  | DigestBlockRequest
-  | DigestUpdateRequest
-  | DigestEndRequest;
+  SplitRequest | AssembleRequest | VerifyRequest | DigestBlockRequest | DigestEndRequest;
 export type WorkerResponse =
   | SplitResponse
   | AssembleResponse
   | VerifyResponse
   | DigestBlockResponse
-  | DigestUpdateResponse
   | DigestEndResponse
   | { op: 'error'; id: number; message: string };
 
@@ -506,14 +484,6 @@ function streamDigest(stream: number): StreamDigest {
   return d;
 }
 
-export function digestUpdate(req: DigestUpdateRequest): {
-  response: DigestUpdateResponse;
-  transfer: ArrayBuffer[];
-} {
-  streamDigest(req.stream).update(new Uint8Array(req.data, 0, req.length));
-  return { response: { op: 'digest-update', id: req.id, data: req.data }, transfer: [req.data] };
-}
-
 export function digestEnd(req: DigestEndRequest): { response: DigestEndResponse; transfer: ArrayBuffer[] } {
   const d = streams.get(req.stream) ?? newStreamDigest();
   streams.delete(req.stream);
@@ -541,8 +511,6 @@ async function handle(
       return verify(req);
     case 'digest-block':
       return digestBlock(req, areas);
-    case 'digest-update':
-      return digestUpdate(req);
     case 'digest-end':
       return digestEnd(req);
   }
