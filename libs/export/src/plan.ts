@@ -39,6 +39,7 @@ import {
   type Descriptor,
 } from '@stevedore/oci';
 import type { ImageRecord, LayerRecord, VariantCompression, VariantRecipe } from '@stevedore/store';
+import { mapLimited } from '@stevedore/store';
 import { compressorFor, recipeOf } from './codec.ts';
 import { ExportRequestError, IncompleteImageError } from './errors.ts';
 import {
@@ -138,23 +139,6 @@ export interface PlanOptions {
   readonly signal?: AbortSignal;
   /** Layers compressed at once by the counting pass; default {@link DEFAULT_CONCURRENCY}. */
   readonly concurrency?: number;
-}
-
-async function mapLimited<T, R>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T) => Promise<R>,
-): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const run = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(Math.max(1, limit), items.length) }, run));
-  return out;
 }
 
 const OCI_LAYER_TYPES: { readonly [C in 'none' | VariantCompression]: MediaType } = {

@@ -16,6 +16,7 @@ export {
 } from './store.ts';
 export type { ImportOptions, ImportResult } from './import.ts';
 export { INLINE_MAX } from './import.ts';
+export { mapLimited } from './map-limited.ts';
 export { CHUNK_SIZE, PACK_TARGET } from './objects.ts';
 export type {
   BlobDescriptor,

@@ -14,6 +14,7 @@ import { listAll, type Backend } from './backend/backend.ts';
 import { CorruptObjectError, ObjectNotFoundError } from './errors.ts';
 import { indexKey, indexListCursor, packKey, parseIndexKey, PREFIX } from './layout.ts';
 import type { Limiter } from './limiter.ts';
+import { mapLimited } from './map-limited.ts';
 import { IndexBuilder, KeyTable, ObjectIndex, PACK_ID_BYTES, type ObjectLocation } from './pack-index.ts';
 import type { ImportStats } from './records.ts';
 import { HASH_BYTES } from './splitstream.ts';
@@ -41,24 +42,6 @@ const INDEX_LOAD_CONCURRENCY = 8;
 
 function hex(hash: Uint8Array): string {
   return Buffer.from(hash.buffer, hash.byteOffset, hash.length).toString('hex');
-}
-
-/** Runs `fn` over `items`, `limit` at a time, yielding results in order. */
-async function mapLimited<T, R>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T) => Promise<R>,
-): Promise<R[]> {
-  const out: R[] = new Array<R>(items.length);
-  let next = 0;
-  const run = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, run));
-  return out;
 }
 
 /** A group of objects read with one ranged GET and verified together. */

@@ -30,6 +30,7 @@ import {
 } from './errors.ts';
 import { importLayer, INLINE_MAX, type ImportOptions, type ImportResult } from './import.ts';
 import { openLayer, readFile } from './layer-reader.ts';
+import { mapLimited } from './map-limited.ts';
 import { blobKey, FORMAT_KEY, imageKey, layerBlobKey, layerKey, PREFIX, referenceKey } from './layout.ts';
 import { sharedLimiter, type Limiter } from './limiter.ts';
 import { CHUNK_SIZE, ObjectStore, PACK_TARGET } from './objects.ts';
@@ -119,23 +120,6 @@ export interface ReindexResult {
 
 interface Signal {
   readonly signal?: AbortSignal;
-}
-
-async function mapLimited<T, R>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T) => Promise<R>,
-): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const run = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, run));
-  return out;
 }
 
 /** `source` piped through a transform checking the digest (and size) at the end. */
