@@ -6,7 +6,7 @@ import { RedisPipelineMetrics } from '@stevedore/metrics';
 import { parseReference } from '@stevedore/oci';
 import { producerConnection } from '@stevedore/pipeline';
 import { QUEUE_PREFIX } from '@stevedore/queue';
-import { S3Backend, Store } from '@stevedore/store';
+import { openS3Backend, Store } from '@stevedore/store';
 import { buildImage, buildIndex, buildImageFromTrees, generateTree } from '@stevedore/testing';
 import {
   basic,
@@ -455,7 +455,7 @@ describe('probes', () => {
     const redis = producerConnection(redisUrl(DB));
     await once(redis, 'ready');
     const missingBucket = new Store(
-      new S3Backend({
+      await openS3Backend({
         bucket: 'no-such-bucket',
         endpoint: s3.endpoint,
         region: s3.region,

@@ -18,6 +18,7 @@
  * floor of both figures: a pipe's reads and the garbage they leave cost CPU and memory too).
  *
  * Options: --backend directory|s3|both   --dataset a|b|both   --files N (dataset a, default 10000)
+ *          --workers N   --memory MiB (the store's Limiter; default one worker per core, 16 MiB)
  *          --generate FILES,VARIANT (internal: write the synthetic tar to stdout)
  */
 import { createCipheriv, randomUUID } from 'node:crypto';
@@ -32,12 +33,15 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import {
   diffStats,
+  Limiter,
   listAll,
   openStore,
   snapshotStats,
   type BackendConfig,
+  type LimiterOptions,
   type Store,
 } from '../src/index.ts';
+import { DEFAULT_MEMORY_BYTES } from '../src/limiter.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -135,6 +139,7 @@ interface ChildTask {
   readonly backend: BackendConfig;
   readonly dataset: 'a' | 'b';
   readonly files: number;
+  readonly limiter: LimiterOptions;
 }
 
 function datasetInput(task: ChildTask, variant: number): { stream: Readable; done: Promise<void> } {
@@ -211,7 +216,8 @@ async function storedBytes(store: Store): Promise<number> {
 }
 
 async function runChild(task: ChildTask): Promise<ChildResult> {
-  const store = await openStore({ backend: task.backend });
+  const limiter = new Limiter(task.limiter);
+  const store = await openStore({ backend: task.backend, limiter });
   const before = snapshotStats(store.stats);
   const threadsBefore = threadCpu();
   const cpuBefore = process.cpuUsage();
@@ -242,7 +248,7 @@ async function runChild(task: ChildTask): Promise<ChildResult> {
   let changedAddedBytes: number | undefined;
   let changedTarBytes: number | undefined;
   if (task.dataset === 'a') {
-    const drop = await openStore({ backend: task.backend, blobPolicy: 'drop' });
+    const drop = await openStore({ backend: task.backend, blobPolicy: 'drop', limiter });
     const changedInput = datasetInput(task, 1);
     const changed = await drop.importLayer(changedInput.stream);
     await changedInput.done;
@@ -365,6 +371,8 @@ async function main(): Promise<void> {
       backend: { type: 'string', default: 'both' },
       dataset: { type: 'string', default: 'both' },
       files: { type: 'string', default: '10000' },
+      workers: { type: 'string' },
+      memory: { type: 'string' },
       generate: { type: 'string' },
     },
   });
@@ -379,6 +387,10 @@ async function main(): Promise<void> {
     process.exit(0);
   }
   const files = Number(values.files);
+  const limiter: LimiterOptions = {
+    ...(values.workers === undefined ? {} : { workers: Number(values.workers) }),
+    ...(values.memory === undefined ? {} : { memoryBytes: Number(values.memory) * MiB }),
+  };
   const datasets = values.dataset === 'both' ? (['a', 'b'] as const) : ([values.dataset] as ('a' | 'b')[]);
   const backends = values.backend === 'both' ? ['directory', 's3'] : [values.backend];
 
@@ -391,7 +403,9 @@ async function main(): Promise<void> {
   console.log(
     `load average ${loadavg()
       .map((l) => l.toFixed(1))
-      .join(' ')} on ${availableParallelism()} cores`,
+      .join(
+        ' ',
+      )} on ${availableParallelism()} cores; store limiter: ${limiter.workers ?? availableParallelism()} workers, ${(limiter.memoryBytes ?? DEFAULT_MEMORY_BYTES) / MiB} MiB of blocks`,
   );
   for (const name of backends) {
     for (const dataset of datasets) {
@@ -420,8 +434,9 @@ async function main(): Promise<void> {
       }
       try {
         const label = dataset === 'a' ? `synthetic ${files} x 200 KiB` : 'tar of /usr/share';
-        const result = await inChild<ChildResult>({ mode: 'store', backend, dataset, files });
-        const input = await inChild<InputResult>({ mode: 'input', backend, dataset, files });
+        const task = { backend, dataset, files, limiter } as const;
+        const result = await inChild<ChildResult>({ ...task, mode: 'store' });
+        const input = await inChild<InputResult>({ ...task, mode: 'input' });
         console.log(format(name, label, result, input));
       } finally {
         await cleanup();

@@ -220,10 +220,11 @@ export async function importLayer(
     const hashed = diff.updateBlock(b.index, b.used);
     hashed.catch(fail);
     const list = Uint32Array.from(b.objects);
+    // After the diffID has the block: workers write kept frames over the objects' raw bytes.
     const split =
       list.length === 0
         ? undefined
-        : limiter.pool.run<SplitRequest>({ op: 'split', block: b.index, objects: list });
+        : hashed.then(() => limiter.pool.run<SplitRequest>({ op: 'split', block: b.index, objects: list }));
     split?.catch(() => undefined); // awaited in order below; this only marks it handled meanwhile
     const accept = async (): Promise<void> => {
       if (split === undefined) return;
@@ -321,9 +322,19 @@ export async function importLayer(
               file = { pieceLeft: 0, left: ev.entry.size };
             }
             break;
-          case 'data':
-            await data(ev.bytes);
+          case 'data': {
+            const f = file!;
+            // Within the current piece (its room in the open block is reserved): no promise.
+            if (f.pieceLeft >= ev.bytes.length) {
+              blocks.inputView(open!.index).set(ev.bytes, open!.used);
+              open!.used += ev.bytes.length;
+              f.pieceLeft -= ev.bytes.length;
+              f.left -= ev.bytes.length;
+            } else {
+              await data(ev.bytes);
+            }
             break;
+          }
           case 'data-end':
             file = undefined;
             break;

@@ -4,6 +4,7 @@
  * model: libs/store/README.md.
  */
 export {
+  openS3Backend,
   openStore,
   Store,
   type BackendConfig,
@@ -52,7 +53,7 @@ export {
   type VariantRecipe,
 } from './variants.ts';
 export { DirectoryBackend } from './backend/directory.ts';
-export { S3Backend, type ChecksumMode, type S3BackendConfig } from './backend/s3.ts';
+export type { ChecksumMode, S3BackendConfig } from './backend/s3.ts';
 export { Limiter, sharedLimiter, type LimiterOptions } from './limiter.ts';
 export {
   CorruptObjectError,

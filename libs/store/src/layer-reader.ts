@@ -165,9 +165,9 @@ export function openLayer(deps: ReaderDeps, layer: LayerRecord, signal?: AbortSi
 }
 
 /**
- * Rebuilds the tar in the limiter's shared blocks, in order: inline bytes and raw objects are copied
- * into a block at their place, zstd frames next to it (the output area), and a worker decompresses
- * them into place and verifies every object; the block is added to the diffID (pinned worker) and
+ * Rebuilds the tar in the limiter's shared blocks, in order: inline bytes, raw objects and zstd
+ * frames are copied into a block, each at its object's place, and a worker decompresses the frames
+ * into place and verifies every object; the block is added to the diffID (pinned worker) and
  * copied out as one output chunk. Objects are read in groups (neighbouring objects of one pack with
  * one GET), started as soon as a group is complete. At most {@link MAX_REBUILD_BLOCKS} blocks (and
  * the GETs they wait for) are in flight.
@@ -219,11 +219,10 @@ async function* rebuild(
   /** Copies the job's objects into its block and has a worker assemble it (once their data is read). */
   const assemble = async (job: Job): Promise<AssembleResponse> => {
     const input = blocks.inputView(job.block);
-    const output = blocks.outputView(job.block);
     for (const o of job.objects) {
       const data = await o.group.data;
       const stored = data.subarray(o.at, o.at + o.stored);
-      (o.zstd ? output : input).set(stored, o.pos);
+      input.set(stored, o.pos);
     }
     if (job.objects.length === 0) return { op: 'assemble', id: 0, bad: undefined };
     const list = new Uint32Array(4 * job.objects.length);

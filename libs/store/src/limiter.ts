@@ -30,7 +30,6 @@ export const BLOCK_BYTES = 2 * MiB;
 /**
  * Default memory for blocks of input in flight (8 blocks): one filling, one per worker hashing and
  * compressing, the rest queued or waiting to be packed; small enough for the 256 MiB RSS target.
- * Compressed frames go to a second area of the same size (touched only where frames are written).
  */
 export const DEFAULT_MEMORY_BYTES = 8 * BLOCK_BYTES;
 /** Fewer blocks than this would leave the workers idle while the main thread fills the only one. */
@@ -41,12 +40,25 @@ export const DEFAULT_IO_CONCURRENCY = 8;
 const WORKER_MARKER = 'stevedore-store-worker';
 /** Workers allocate little JS (their buffers are external): a small young generation keeps their heaps small. */
 const WORKER_YOUNG_GENERATION_MB = 4;
+/**
+ * A worker's first lines, plain JavaScript (evaluated, so loading them strips no types): turn on
+ * Node's compile cache for the thread, then load worker.ts. With the cache warm, worker.ts comes
+ * out of the cache already stripped of its types, and the thread never loads Node's TypeScript
+ * stripper (a WebAssembly module: about 18 MiB of RSS per thread). The first process to run fills
+ * the cache (flushCompileCache right after the load, not at exit). The cache is Node's own, in
+ * NODE_COMPILE_CACHE or its default directory under the temp dir, keyed by Node version and file
+ * content; NODE_DISABLE_COMPILE_CACHE=1 turns it off. Only this thread's modules are affected.
+ */
+const WORKER_BOOTSTRAP = `
+const { enableCompileCache, flushCompileCache } = require('node:module');
+enableCompileCache();
+import(${JSON.stringify(new URL('./worker.ts', import.meta.url).href)}).then(() => flushCompileCache());
+`;
 
 export interface LimiterOptions {
   /**
    * Shared memory for input in flight, in blocks of {@link BLOCK_BYTES} (at least two); default
-   * {@link DEFAULT_MEMORY_BYTES}. As much again holds compressed frames, and pack buffers come on top
-   * (two of 10 MiB per running import).
+   * {@link DEFAULT_MEMORY_BYTES}. Pack buffers come on top (two of 10 MiB per running import).
    */
   readonly memoryBytes?: number;
   /** Worker threads; default one per core. */
@@ -168,7 +180,6 @@ export class WorkerPool {
     this.#setup = {
       marker: WORKER_MARKER,
       input: blocks.input,
-      output: blocks.output,
       blockBytes: blocks.blockBytes,
     };
     this.#slots = Array.from({ length: size }, () => ({ worker: undefined, busy: undefined, queue: [] }));
@@ -221,7 +232,8 @@ export class WorkerPool {
   }
 
   #spawn(slot: Slot): Worker {
-    const worker = new Worker(new URL('./worker.ts', import.meta.url), {
+    const worker = new Worker(WORKER_BOOTSTRAP, {
+      eval: true,
       workerData: this.#setup,
       resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB },
     });
@@ -283,17 +295,15 @@ export class BufferPool {
 
 /**
  * Blocks of shared memory (see the module comment): `count` blocks of `blockBytes` in one
- * SharedArrayBuffer (`input`), and an area of the same size (`output`) where workers write the
- * compressed frame of an object at the offset of its raw bytes (a kept frame is smaller than its
- * object, so frames never overlap). Blocks are taken FIFO.
+ * SharedArrayBuffer (`input`), taken FIFO. Workers read objects in place and write an object's
+ * compressed frame over its own raw bytes, once the block has been added to its diffID (a kept
+ * frame is smaller than its object).
  */
 export class BlockPool {
   readonly blockBytes: number;
   readonly count: number;
   readonly input: SharedArrayBuffer;
-  readonly output: SharedArrayBuffer;
   readonly #inputViews: Buffer[];
-  readonly #outputViews: Buffer[];
   readonly #free: number[];
   #waiters: BlockWaiter[] = [];
 
@@ -301,11 +311,9 @@ export class BlockPool {
     this.blockBytes = blockBytes;
     this.count = count;
     this.input = new SharedArrayBuffer(count * blockBytes);
-    this.output = new SharedArrayBuffer(count * blockBytes);
-    const views = (area: SharedArrayBuffer): Buffer[] =>
-      Array.from({ length: count }, (_, i) => Buffer.from(area, i * blockBytes, blockBytes));
-    this.#inputViews = views(this.input);
-    this.#outputViews = views(this.output);
+    this.#inputViews = Array.from({ length: count }, (_, i) =>
+      Buffer.from(this.input, i * blockBytes, blockBytes),
+    );
     this.#free = Array.from({ length: count }, (_, i) => count - 1 - i);
   }
 
@@ -346,11 +354,6 @@ export class BlockPool {
   /** The block's input bytes. */
   inputView(block: number): Buffer {
     return this.#inputViews[block]!;
-  }
-
-  /** The block's area of compressed frames. */
-  outputView(block: number): Buffer {
-    return this.#outputViews[block]!;
   }
 }
 

@@ -257,13 +257,12 @@ export class ObjectWriter {
 
   /**
    * Takes the hashed objects of shared block `block` (`objects`: offset and length pairs in it):
-   * copies those not already in the store into packs, raw from the block or as the zstd frame the
-   * worker wrote at the same offset of the output area. Resolves once nothing refers to the block.
+   * copies those not already in the store into packs, raw or as the zstd frame the worker wrote
+   * over the object's bytes. Resolves once nothing refers to the block.
    */
   async accept(res: SplitResponse, block: number, objects: Uint32Array): Promise<void> {
     const blocks = this.objects.limiter.blocks;
     const input = blocks.inputView(block);
-    const output = blocks.outputView(block);
     const count = objects.length / 2;
     for (let i = 0; i < count; i++) {
       const offset = objects[2 * i]!;
@@ -276,7 +275,7 @@ export class ObjectWriter {
         this.stats.bytesReused += raw;
         continue;
       }
-      const stored = zLen < 0 ? input.subarray(offset, offset + raw) : output.subarray(offset, offset + zLen);
+      const stored = input.subarray(offset, offset + (zLen < 0 ? raw : zLen));
       this.#mine.push(hash);
       this.stats.objectsWritten++;
       this.stats.bytesWritten += raw;

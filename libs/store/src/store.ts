@@ -20,7 +20,7 @@ import {
 import { pipeline, Transform, type Readable } from 'node:stream';
 import { listAll, type Backend, type BackendStats } from './backend/backend.ts';
 import { DirectoryBackend } from './backend/directory.ts';
-import { S3Backend, type S3BackendConfig } from './backend/s3.ts';
+import type { S3BackendConfig } from './backend/s3.ts';
 import {
   CorruptObjectError,
   DigestMismatchError,
@@ -501,11 +501,20 @@ function tagOf(ref: Reference): string {
   return `${ref.registry}/${ref.repository}:${ref.tag}`;
 }
 
+/**
+ * The S3 backend, loaded on first use: the AWS SDK adds about 30 MiB to a process's memory, which
+ * a process on a directory store never needs.
+ */
+export async function openS3Backend(config: S3BackendConfig): Promise<Backend> {
+  const { S3Backend } = await import('./backend/s3.ts');
+  return new S3Backend(config);
+}
+
 /** Opens (creating when empty) a store; checks the format marker. */
 export async function openStore(config: StoreConfig): Promise<Store> {
   const b = config.backend;
   const backend: Backend =
-    'put' in b ? b : b.kind === 'directory' ? await DirectoryBackend.open(b.path) : new S3Backend(b);
+    'put' in b ? b : b.kind === 'directory' ? await DirectoryBackend.open(b.path) : await openS3Backend(b);
   await checkFormat(backend);
   return new Store(backend, { blobPolicy: config.blobPolicy, limiter: config.limiter });
 }

@@ -47,6 +47,7 @@ describe('parseNumeric', () => {
   it.each([
     ['octal with NUL', f('00000001750\0'), 1000],
     ['octal with spaces', f('  1750 '), 1000],
+    ['octal between NULs and spaces', f(' \0 755\0 '), 0o755],
     ['empty field', Buffer.alloc(12), 0],
     ['base-256', base256([0x02, 0x00, 0x00, 0x00, 0x00]), 2 ** 33],
   ])('%s', (_name, field, expected) => {
@@ -54,6 +55,7 @@ describe('parseNumeric', () => {
   });
   it.each([
     ['a non-octal digit', f('00000001790')],
+    ['a space between digits', f(' 12 34 ')],
     ['a negative base-256 value', Buffer.from([0xff, ...Array<number>(11).fill(0xff)])],
     ['a base-256 value above 2^53', base256([0x40, 0, 0, 0, 0, 0, 0, 0])],
   ])('rejects %s', (_name, field) => {
@@ -176,6 +178,20 @@ describe('TarSplitter', () => {
     }
     expect(() => s.finish()).toThrow(message);
   });
+
+  it.each([
+    { delta: -512, ok: true },
+    { delta: 0, ok: true },
+    { delta: -511, ok: false },
+  ])(
+    'accepts a checksum summed over signed bytes as historic tars wrote it (delta $delta)',
+    ({ delta, ok }) => {
+      // 'é' is two bytes >= 0x80 in UTF-8: the signed sum is 2 x 256 below the unsigned one.
+      const bytes = tarOf(entry({ name: 'caf\u00e9', content: small, checksumDelta: delta }));
+      if (ok) expect(split(bytes).entries.map((e) => e.name)).toEqual(['caf\u00e9']);
+      else expect(() => split(bytes)).toThrow(/header checksum mismatch/);
+    },
+  );
 
   it.each([
     [

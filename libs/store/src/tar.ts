@@ -41,6 +41,7 @@ const F = {
 const GNU_SPARSE_ISEXTENDED = 482;
 const GNU_SPARSE_EXT_ISEXTENDED = 504;
 const ASCII_SPACE = 0x20;
+const ASCII_ZERO = 0x30;
 
 const MAGIC_USTAR = 'ustar\0';
 const VERSION_USTAR = '00';
@@ -116,6 +117,12 @@ function cString(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, nul < 0 ? bytes.length : nul).toString('utf8');
 }
 
+/** True when `block` holds the ASCII `text` at `at`. */
+function equalsAscii(block: Uint8Array, at: number, text: string): boolean {
+  for (let i = 0; i < text.length; i++) if (block[at + i] !== text.charCodeAt(i)) return false;
+  return true;
+}
+
 function latin1(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('latin1');
 }
@@ -136,6 +143,23 @@ export function parseNumeric(bytes: Uint8Array, what: string, offset: number): n
     }
     return Number(value);
   }
+  // Fast path (every header has three of these): octal digits between spaces or NULs.
+  let start = 0;
+  let end = bytes.length;
+  while (start < end && (bytes[start] === ASCII_SPACE || bytes[start] === 0)) start++;
+  while (end > start && (bytes[end - 1] === ASCII_SPACE || bytes[end - 1] === 0)) end--;
+  let fast = 0;
+  for (let i = start; i < end; i++) {
+    const digit = bytes[i]! - ASCII_ZERO;
+    if (digit < 0 || digit > 7) return parseNumericText(bytes, what, offset);
+    fast = fast * 8 + digit;
+  }
+  if (Number.isSafeInteger(fast)) return fast;
+  return parseNumericText(bytes, what, offset);
+}
+
+/** {@link parseNumeric} of an octal field that is not plain digits (names the problem). */
+function parseNumericText(bytes: Uint8Array, what: string, offset: number): number {
   const text = latin1(bytes).replace(/^[ \0]+|[ \0]+$/g, '');
   if (text === '') return 0;
   if (!/^[0-7]+$/.test(text))
@@ -149,23 +173,29 @@ export function parseNumeric(bytes: Uint8Array, what: string, offset: number): n
 /** Parses and checksums one header block (not a zero block). `offset` is for error messages. */
 export function parseHeader(block: Uint8Array, offset: number): RawHeader {
   const stored = parseNumeric(field(block, F.chksum), 'checksum', offset);
-  let unsigned = 0;
-  let signed = 0;
-  for (let i = 0; i < BLOCK_SIZE; i++) {
-    const b = i >= F.chksum[0] && i < F.chksum[0] + F.chksum[1] ? ASCII_SPACE : block[i]!;
-    unsigned += b;
-    signed += (b << 24) >> 24;
-  }
+  const [chkStart, chkLength] = F.chksum;
+  // The checksum field itself counts as spaces.
+  let unsigned = ASCII_SPACE * chkLength;
+  for (let i = 0; i < chkStart; i++) unsigned += block[i]!;
+  for (let i = chkStart + chkLength; i < BLOCK_SIZE; i++) unsigned += block[i]!;
   // Historic tars summed signed chars; Go and GNU tar accept either sum.
-  if (stored !== unsigned && stored !== signed) {
-    throw new MalformedTarError(offset, `header checksum mismatch (stored ${stored}, computed ${unsigned})`);
+  if (stored !== unsigned) {
+    let signed = unsigned;
+    for (let i = 0; i < BLOCK_SIZE; i++) {
+      if (i >= chkStart && i < chkStart + chkLength) continue;
+      if (block[i]! >= 0x80) signed -= 0x100;
+    }
+    if (stored !== signed) {
+      throw new MalformedTarError(
+        offset,
+        `header checksum mismatch (stored ${stored}, computed ${unsigned})`,
+      );
+    }
   }
-  const magic = latin1(field(block, F.magic));
-  const version = latin1(field(block, F.version));
   const format: TarFormat =
-    magic === MAGIC_USTAR && version === VERSION_USTAR
+    equalsAscii(block, F.magic[0], MAGIC_USTAR) && equalsAscii(block, F.version[0], VERSION_USTAR)
       ? 'ustar'
-      : magic === MAGIC_GNU && version === VERSION_GNU
+      : equalsAscii(block, F.magic[0], MAGIC_GNU) && equalsAscii(block, F.version[0], VERSION_GNU)
         ? 'gnu'
         : 'v7';
   let name = cString(field(block, F.name));
