@@ -24,12 +24,20 @@ export function sniffCompression(head: Uint8Array): LayerCompression {
   return 'none';
 }
 
+/**
+ * Output chunks of the decoders (Node's default is 16 KiB). Each chunk is one round trip to the
+ * thread pool and one Buffer; with 16 KiB that overhead cost more than inflating itself (measured:
+ * gunzip of a 645 MB tar, 5.6 CPU-s per GB with 16 KiB chunks, 2.8 with 256 KiB, where gzip(1)
+ * takes 5.6).
+ */
+const DECODED_CHUNK_BYTES = 256 * 1024;
+
 function decoder(compression: LayerCompression): Transform {
   switch (compression) {
     case 'gzip':
-      return createGunzip();
+      return createGunzip({ chunkSize: DECODED_CHUNK_BYTES });
     case 'zstd':
-      return createZstdDecompress();
+      return createZstdDecompress({ chunkSize: DECODED_CHUNK_BYTES });
     case 'none':
       return new PassThrough();
   }

@@ -11,6 +11,8 @@ export interface PublishOptions {
   readonly signal?: AbortSignal;
   /** Called right before the result becomes visible; throws to refuse (fencing). */
   readonly beforePublish?: () => Promise<void>;
+  /** The body verifies its own digest and fails before its end on a mismatch (registry blob streams). */
+  readonly verifiedBySource?: boolean;
 }
 
 export interface LayerImportStats {
@@ -40,7 +42,11 @@ export interface PipelineStore {
   putBlob(digest: Digest, size: number, body: Readable, options?: PublishOptions): Promise<void>;
   putBlobBytes(digest: Digest, bytes: Uint8Array): Promise<void>;
   getBlobBytes(digest: Digest, maxBytes: number): Promise<Uint8Array>;
-  openBlob(digest: Digest, signal?: AbortSignal): Promise<Readable>;
+  /**
+   * A stored blob. `verify: false` skips the digest check, for a caller that verifies what it makes
+   * of the bytes (the split checks the tar against the diffID).
+   */
+  openBlob(digest: Digest, options?: { signal?: AbortSignal; verify?: boolean }): Promise<Readable>;
   deleteBlob(digest: Digest): Promise<void>;
   /** True when the layer record for `diffID` is committed. */
   hasLayer(diffID: DiffID): Promise<boolean>;

@@ -62,6 +62,7 @@ export function pipelineStore(store: Store): PipelineStore {
       await store.putBlob(digest, body, {
         size,
         ...(options.signal === undefined ? {} : { signal: options.signal }),
+        ...(options.verifiedBySource === true ? { verifiedBySource: true } : {}),
       });
     },
     async putBlobBytes(digest, bytes) {
@@ -73,8 +74,7 @@ export function pipelineStore(store: Store): PipelineStore {
         throw new Error(`blob ${digest} is ${bytes.length} bytes, over the ${maxBytes}-byte limit`);
       return bytes;
     },
-    openBlob: (digest, signal): Promise<Readable> =>
-      store.getBlob(digest, signal === undefined ? {} : { signal }),
+    openBlob: (digest, options = {}): Promise<Readable> => store.getBlob(digest, options),
     deleteBlob: (digest) => store.deleteBlob(digest),
     hasLayer: (diffID) => store.hasLayer(diffID),
     hasLayerContent: (diffID) => store.hasLayer(diffID),

@@ -20,7 +20,7 @@ import { createZstdCompress } from 'node:zlib';
 import type { Backend } from './backend/backend.ts';
 import { DigestMismatchError } from './errors.ts';
 import { layerKey, splitstreamKey } from './layout.ts';
-import { BLOCK_BYTES, type Limiter } from './limiter.ts';
+import { BLOCK_BYTES, STREAM_CHUNK_BYTES, type Limiter } from './limiter.ts';
 import { CHUNK_SIZE, ObjectWriter, type ObjectStore } from './objects.ts';
 import { emptyStats, encodeRecord, SCHEMA_VERSION, type ImportStats, type LayerRecord } from './records.ts';
 import { HASH_BYTES, SplitstreamEncoder } from './splitstream.ts';
@@ -102,7 +102,7 @@ class SplitstreamWriter {
         callback(null, chunk);
       },
     });
-    const compressed = this.#input.pipe(createZstdCompress()).on('error', (err) => hashing.destroy(err));
+    const compressed = this.#input.pipe(createZstdCompress({ chunkSize: STREAM_CHUNK_BYTES })).on('error', (err) => hashing.destroy(err));
     compressed.pipe(hashing);
     this.#input.on('error', (err) => compressed.destroy(err));
     // Not under limiter.io: the upload lasts as long as the import and is paced by it. Holding an

@@ -16,6 +16,7 @@ import {
   ObjectNotFoundError,
 } from './errors.ts';
 import { packKey } from './layout.ts';
+import { STREAM_CHUNK_BYTES } from './limiter.ts';
 import type { ObjectStore } from './objects.ts';
 import type { LayerRecord } from './records.ts';
 import { SplitstreamDecoder, type SplitRecord, type SplitstreamParams } from './splitstream.ts';
@@ -67,7 +68,7 @@ async function* records(
       callback(null, chunk);
     },
   });
-  const unzstd = createZstdDecompress();
+  const unzstd = createZstdDecompress({ chunkSize: STREAM_CHUNK_BYTES });
   let streamError: unknown;
   pipeline(raw, hashing, unzstd, (err) => {
     streamError = err ?? undefined;

@@ -521,6 +521,31 @@ describe.each(BACKENDS)('store on $name', (backend) => {
     expect(await store.listBlobs()).toEqual([{ digest, size: data.length }]);
   });
 
+  it('trusts a source that verifies itself only as far as its end: a failed source publishes nothing', async () => {
+    const store = await freshStore();
+    const data = Buffer.from(TEXT.subarray(0, 70_000));
+    const digest = digestOf(data);
+    // A source that fails after most of its bytes, as a registry stream does on a digest mismatch.
+    async function* failing(): AsyncGenerator<Buffer> {
+      yield data.subarray(0, 60_000);
+      await new Promise((resolve) => setImmediate(resolve));
+      throw new DigestMismatchError(`blob ${digest}`, digest, digestOf('other'));
+    }
+    await expect(
+      store.putBlob(digest, Readable.from(failing()), { size: data.length, verifiedBySource: true }),
+    ).rejects.toThrow(DigestMismatchError);
+    expect(await store.hasBlob(digest)).toBe(false);
+    expect(await store.putBlob(digest, chunked(data), { verifiedBySource: true })).toEqual({ written: true });
+    expect((await store.getBlobBytes(digest)).equals(data)).toBe(true);
+
+    // verify: false hands out the stored bytes as they are (its caller checks what it makes of them).
+    await flipByte(store, `blobs/sha256/${digest.slice(7)}`, 2);
+    await expect(collect(await store.getBlob(digest))).rejects.toThrow(CorruptObjectError);
+    const raw = await collect(await store.getBlob(digest, { verify: false }));
+    expect(raw.length).toBe(data.length);
+    expect(raw.equals(data)).toBe(false);
+  });
+
   it('publishes images after their layers and references last, and reindexes everything', async () => {
     const store = await freshStore();
     const tar = await packTar(randomFiles(8000, 3, 1000));

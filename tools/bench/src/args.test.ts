@@ -5,19 +5,19 @@ describe('parseBenchArgs', () => {
   it.each([
     {
       argv: ['pull'],
-      pull: { s3: false, workers: [1, 2, 4], repeat: 3, timeoutMs: 1_800_000 },
+      pull: { s3: false, workers: [1, 2, 4], repeat: 3, timeoutMs: 1_800_000, peers: true },
       quick: false,
       json: false,
     },
     {
       argv: ['pull', '--quick', '--json'],
-      pull: { s3: false, workers: [1, 2, 4], repeat: 1, timeoutMs: 120_000 },
+      pull: { s3: false, workers: [1, 2, 4], repeat: 1, timeoutMs: 120_000, peers: true },
       quick: true,
       json: true,
     },
     {
       argv: ['pull', '--s3', '--workers', '4, 1,4', '--repeat', '5', '--timeout', '60'],
-      pull: { s3: true, workers: [4, 1], repeat: 5, timeoutMs: 60_000 },
+      pull: { s3: true, workers: [4, 1], repeat: 5, timeoutMs: 60_000, peers: true },
       quick: false,
       json: false,
     },

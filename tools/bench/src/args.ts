@@ -17,6 +17,7 @@ options:
 pull:
   --s3               also run every stevedore measurement on an S3 store (a local S3 server)
   --workers LIST     worker process counts, comma-separated (default 1,2,4)
+  --no-peers         stevedore only: skip skopeo and containerd (their rows are then absent)
   --repeat N         runs of each measurement; the median is reported (default 3, quick 1)
   --timeout SECONDS  give up on one pull measurement after this long (default 1800, quick 120)
 split (passed to the store's benchmark):
@@ -30,6 +31,8 @@ export interface PullArgs {
   readonly workers: readonly number[];
   readonly repeat: number;
   readonly timeoutMs: number;
+  /** Run skopeo and containerd too (default; `--no-peers` skips them). */
+  readonly peers: boolean;
 }
 
 export interface SplitArgs {
@@ -83,6 +86,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs | undefined {
         'results-dir': { type: 'string' },
         s3: { type: 'boolean', default: false },
         workers: { type: 'string' },
+        'no-peers': { type: 'boolean', default: false },
         repeat: { type: 'string' },
         timeout: { type: 'string' },
         backend: { type: 'string' },
@@ -103,7 +107,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs | undefined {
     throw new UsageError(`unknown benchmark "${name}": expected split or pull`);
   }
   const quick = values.quick;
-  const pullOnly = ['s3', 'workers', 'repeat', 'timeout'] as const;
+  const pullOnly = ['s3', 'workers', 'no-peers', 'repeat', 'timeout'] as const;
   const splitOnly = ['backend', 'dataset', 'files'] as const;
   const misplaced =
     name === 'split'
@@ -153,6 +157,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs | undefined {
       workers: Object.freeze([...new Set(workers)]),
       repeat,
       timeoutMs: timeoutS * 1000,
+      peers: !values['no-peers'],
     }),
     split: Object.freeze({ passThrough: Object.freeze(passThrough) }),
   });

@@ -24,3 +24,35 @@ export async function peakRssMiB(pid: number): Promise<number> {
   if (bytes === undefined) throw new Error(`/proc/${pid}/status has no VmHWM line`);
   return bytes / MiB;
 }
+
+/** Clock ticks per second of /proc/PID/stat times (USER_HZ: 100 on every Linux architecture). */
+const USER_HZ = 100;
+
+/**
+ * utime + stime of a /proc/PID/stat text (fields 14 and 15: every thread of the process), in clock
+ * ticks; undefined when the text is not a stat line. The command name (field 2) may hold spaces
+ * and parentheses, so fields are counted after its last ')'.
+ */
+export function parseCpuTicks(stat: string): number | undefined {
+  const end = stat.lastIndexOf(')');
+  if (end < 0) return undefined;
+  // After ") ": field 3 (state) is index 0, so utime (14) is index 11 and stime (15) index 12.
+  const fields = stat.slice(end + 2).trim().split(' ');
+  const [utime, stime] = [fields[11], fields[12]];
+  if (utime === undefined || stime === undefined || !/^\d+$/.test(utime) || !/^\d+$/.test(stime))
+    return undefined;
+  return Number(utime) + Number(stime);
+}
+
+/** CPU seconds `pid` has used so far (all its threads). Throws, naming the pid, when unreadable. */
+export async function cpuSeconds(pid: number): Promise<number> {
+  let stat: string;
+  try {
+    stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  } catch (err) {
+    throw new Error(`cannot read the CPU time of pid ${pid}`, { cause: err });
+  }
+  const ticks = parseCpuTicks(stat);
+  if (ticks === undefined) throw new Error(`/proc/${pid}/stat is not a stat line`);
+  return ticks / USER_HZ;
+}

@@ -20,6 +20,7 @@ function stevedore(workers: number, wallSeconds: number, peak: number[], registr
     layerPulls: 4,
     topCommands: [['evalsha', 1000]],
     peakRssMiB: peak,
+    cpuSeconds: wallSeconds * 1.5,
     loadAverage1m: 1.5,
   };
 }
@@ -68,6 +69,7 @@ describe('summarize', () => {
       storeRatio: 0.5,
       redisCommandsPerLayer: 1000,
       peakRssMiB: 310,
+      cpuSeconds: 16.5,
       loadAverage1m: 1.5,
     });
     expect(summary[2]).toMatchObject({
@@ -75,6 +77,7 @@ describe('summarize', () => {
       tarMBps: null,
       storeRatio: null,
       peakRssMiB: null,
+      cpuSeconds: null,
     });
     expect(summary[3]).toMatchObject({ tarMBps: 25, peakRssMiB: 90, loadAverage1m: 3.25 });
   });
@@ -139,11 +142,11 @@ describe('renderReport', () => {
     expect(report.split('\n').slice(0, 7)).toEqual([
       'pull benchmark',
       '',
-      'tool        store/mode  workers  runs  wall s  MB/s gz  MB/s tar  registry/unique  store/unique  redis cmds/layer  peak RSS MiB  load 1m',
-      '----------  ----------  -------  ----  ------  -------  --------  ---------------  ------------  ----------------  ------------  -------',
-      'stevedore    directory        1     3   11.00     36.4      90.9             1.00          0.50              1000           310      1.5',
-      'stevedore    directory        2     1    8.00     50.0     125.0             1.00          0.50              1000           600      1.5',
-      'skopeo      oci layout        -     1    5.00     80.0         -             1.63             -                 -             -      2.0',
+      'tool        store/mode  workers  runs  wall s  CPU s  MB/s gz  MB/s tar  registry/unique  store/unique  redis cmds/layer  peak RSS MiB  load 1m',
+      '----------  ----------  -------  ----  ------  -----  -------  --------  ---------------  ------------  ----------------  ------------  -------',
+      'stevedore    directory        1     3   11.00   16.5     36.4      90.9             1.00          0.50              1000           310      1.5',
+      'stevedore    directory        2     1    8.00   12.0     50.0     125.0             1.00          0.50              1000           600      1.5',
+      'skopeo      oci layout        -     1    5.00      -     80.0         -             1.63             -                 -             -      2.0',
     ]);
     expect(report).toContain(
       '  stevedore directory 1w       stevedore/skopeo 2.20 (target <= 2.5: met);  containerd/stevedore 3.64 (target >= 3: met)',

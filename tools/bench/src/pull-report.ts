@@ -50,6 +50,8 @@ export interface ConfigSummary {
   readonly redisCommandsPerLayer: number | null;
   /** The largest worker (or daemon) of a run, median over runs; null when not measured. */
   readonly peakRssMiB: number | null;
+  /** CPU seconds of all stevedore worker processes during the pull, median; null for peers. */
+  readonly cpuSeconds: number | null;
   /** Median 1-minute load average of the machine when the runs started. */
   readonly loadAverage1m: number;
 }
@@ -106,6 +108,7 @@ export function summarize(runs: readonly Run[], set: SetFigures): ConfigSummary[
         storeRatio: ratio(storeBytes, set.uniqueContentBytes),
         redisCommandsPerLayer: median(own.map((r) => r.redisCommands / r.layerPulls)),
         peakRssMiB: median(own.map((r) => Math.max(...r.peakRssMiB))),
+        cpuSeconds: median(own.map((r) => r.cpuSeconds)),
       };
     }
     const peers = group as PeerRun[];
@@ -120,6 +123,7 @@ export function summarize(runs: readonly Run[], set: SetFigures): ConfigSummary[
       storeRatio: null,
       redisCommandsPerLayer: null,
       peakRssMiB: peaks.length === 0 ? null : median(peaks),
+      cpuSeconds: null,
     };
   });
 }
@@ -208,6 +212,7 @@ export function renderReport(input: ReportInput): string {
       'workers',
       'runs',
       'wall s',
+      'CPU s',
       'MB/s gz',
       'MB/s tar',
       'registry/unique',
@@ -222,6 +227,7 @@ export function renderReport(input: ReportInput): string {
       s.workers === null ? '-' : String(s.workers),
       String(s.runs),
       fixed(s.wallSeconds, 2),
+      opt(s.cpuSeconds, 1),
       fixed(s.compressedMBps, 1),
       opt(s.tarMBps, 1),
       fixed(s.registryRatio, 2),

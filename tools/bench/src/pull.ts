@@ -117,11 +117,12 @@ export async function runPullBench(
   if (set.skipped.length > 0)
     notes.push(`${set.skipped.length} unreadable entries were left out of the layers`);
 
-  const skopeo = await findProgram('skopeo');
-  const containerd = await findContainerd();
-  if (skopeo === undefined)
+  const skopeo = args.peers ? await findProgram('skopeo') : undefined;
+  const containerd = args.peers ? await findContainerd() : undefined;
+  if (!args.peers) notes.push('--no-peers: skopeo and containerd were not run');
+  else if (skopeo === undefined)
     notes.push('skopeo is not installed (Debian package skopeo): its runs are skipped');
-  if (containerd === undefined) {
+  if (args.peers && containerd === undefined) {
     notes.push(
       'containerd is not installed (Debian package containerd: apt-get install -y containerd): its runs are skipped',
     );

@@ -27,7 +27,7 @@ import {
 import { tempDir, withCleanups, type Defer } from './cleanup.ts';
 import type { ImageSet } from './image-set.ts';
 import { BLOB_GET_PATH } from './peers.ts';
-import { peakRssMiB } from './proc-status.ts';
+import { cpuSeconds, peakRssMiB } from './proc-status.ts';
 import { commandCalls, commandDelta, totalCommands } from './redis-info.ts';
 
 export type StoreKind = 'directory' | 's3';
@@ -49,6 +49,8 @@ export interface StevedoreRun {
   readonly topCommands: readonly (readonly [string, number])[];
   /** VmHWM of each worker process, MiB. */
   readonly peakRssMiB: readonly number[];
+  /** CPU seconds of all worker processes together from the first submit to the last completion. */
+  readonly cpuSeconds: number;
   /** The machine's 1-minute load average when the pulls were submitted (it is shared). */
   readonly loadAverage1m: number;
 }
@@ -233,6 +235,7 @@ export async function runStevedore(options: StevedoreRunOptions): Promise<Steved
     const commandsBefore = totalCommands(await connection.info('stats'));
     const statsBefore = commandCalls(await connection.info('commandstats'));
     const loadAverage1m = loadavg()[0]!;
+    const cpuBefore = await Promise.all(workers.map((w) => cpuSeconds(w.pid)));
     const started = performance.now();
     const ids = await Promise.all(set.images.map((i) => submitter.submit(`${proxy.host}/${i.ref}`)));
     await pulls.expect(ids);
@@ -240,6 +243,7 @@ export async function runStevedore(options: StevedoreRunOptions): Promise<Steved
     const commandsAfter = totalCommands(await connection.info('stats'));
     const statsAfter = commandCalls(await connection.info('commandstats'));
     const registryBytes = proxy.bytesServed(BLOB_GET_PATH, 'GET');
+    const cpuAfter = await Promise.all(workers.map((w) => cpuSeconds(w.pid)));
     const peak = await Promise.all(workers.map((w) => peakRssMiB(w.pid)));
 
     const store = await openStore({ backend: runStore.config });
@@ -267,6 +271,7 @@ export async function runStevedore(options: StevedoreRunOptions): Promise<Steved
       layerPulls: set.images.reduce((n, i) => n + i.image.layers.length, 0),
       topCommands: commandDelta(statsBefore, statsAfter).slice(0, TOP_COMMANDS),
       peakRssMiB: peak,
+      cpuSeconds: cpuAfter.reduce((sum, after, i) => sum + after - cpuBefore[i]!, 0),
       loadAverage1m,
     };
   });

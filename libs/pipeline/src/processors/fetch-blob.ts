@@ -60,7 +60,8 @@ export async function processFetchBlob(
       const metered = body.pipe(meter);
       body.once('error', (err) => metered.destroy(err));
       // No fence needed: the blob is verified against its digest, the same bytes whoever writes it.
-      await store.putBlob(digest, size, metered, { signal: lockSignal });
+      // The registry client's stream fails before its end unless the bytes match the digest.
+      await store.putBlob(digest, size, metered, { signal: lockSignal, verifiedBySource: true });
       deps.metrics.count('bytes_fetched', size);
       deps.metrics.count('blobs_committed');
       await job.updateProgress({ bytes: size, total: size, outcome: 'fetched' } satisfies FetchProgress);

@@ -18,6 +18,7 @@ import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { isPassThrough, ObjectNotFoundError } from '../errors.ts';
+import { STREAM_CHUNK_BYTES } from '../limiter.ts';
 import {
   countBytes,
   newStats,
@@ -103,9 +104,10 @@ export class DirectoryBackend implements Backend {
   async get(key: string, options: GetOptions = {}): Promise<Readable> {
     const fh = await this.#open(key);
     const range = options.range;
-    const stream = fh.createReadStream(
-      range === undefined ? {} : { start: range.offset, end: range.offset + range.length - 1 },
-    );
+    const stream = fh.createReadStream({
+      highWaterMark: STREAM_CHUNK_BYTES,
+      ...(range === undefined ? {} : { start: range.offset, end: range.offset + range.length - 1 }),
+    });
     if (options.signal !== undefined) {
       const signal = options.signal;
       const onAbort = (): void => {
