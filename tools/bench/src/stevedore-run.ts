@@ -9,6 +9,7 @@
  * process's submits). Peak RSS is each worker's VmHWM, read just before it is stopped.
  */
 import { randomUUID } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { QueueEvents } from 'bullmq';
@@ -244,6 +245,13 @@ export async function runStevedore(options: StevedoreRunOptions): Promise<Steved
     const statsAfter = commandCalls(await connection.info('commandstats'));
     const registryBytes = proxy.bytesServed(BLOB_GET_PATH, 'GET');
     const cpuAfter = await Promise.all(workers.map((w) => cpuSeconds(w.pid)));
+    // For reading a run's timeline afterwards (each job's start and end are in the log lines).
+    const logDir = process.env.STEVEDORE_BENCH_WORKER_LOGS;
+    if (logDir !== undefined) {
+      for (const w of workers) {
+        await writeFile(join(logDir, `${options.backend}-${options.workers}w-${w.pid}.log`), w.output());
+      }
+    }
     const peak = await Promise.all(workers.map((w) => peakRssMiB(w.pid)));
 
     const store = await openStore({ backend: runStore.config });
