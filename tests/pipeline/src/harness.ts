@@ -33,6 +33,8 @@ export interface Cluster {
   readonly proxy: FaultProxy;
   readonly workers: WorkerProcess[];
   readonly registryHost: string;
+  /** The cluster's Redis (the workers' locks and queues). */
+  readonly redisUrl: string;
   /** Pushes an image straight to the registry (not through the counting proxy). */
   push(repository: string, image: FixtureImage): Promise<void>;
   /** Queues a pull of `proxyHost/repository` and returns its id. */
@@ -98,6 +100,7 @@ export async function startCluster(backend: BackendKind, roles: readonly WorkerR
     proxy,
     workers,
     registryHost: stack.registry.host,
+    redisUrl: redis.url,
     async push(repository, image) {
       await pushImage(client, parseReference(`${stack.registry.host}/${repository}`), image);
     },

@@ -2,7 +2,11 @@
  * The pull pipeline end to end: separate fetcher, hasher and committer processes, the real
  * registry (counted through a proxy), real Redis, and the store on a directory and on S3.
  */
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LockManager } from '@stevedore/lock';
+import { QUEUE_PREFIX, QUEUES, wakeWaiters } from '@stevedore/queue';
 import '@stevedore/testing';
 import { parseReference, type Digest, type DiffID } from '@stevedore/oci';
 import { buildImageFromTrees, generateTree, type FixtureImage } from '@stevedore/testing';
@@ -86,6 +90,44 @@ describe.each<BackendKind>(['directory', 's3'])('pull pipeline, store on %s', (b
       }
     } finally {
       await store.close();
+    }
+  });
+
+  it('parks a pull whose config another worker holds, and never fetches that config', async () => {
+    const image = await buildImageFromTrees([generateTree({ seed: 41, files: 20 })]);
+    const repo = `${backend}/config-lock:1`;
+    await cluster.push(repo, image);
+    const config = image.config.descriptor.digest;
+    const redis = new Redis(cluster.redisUrl);
+    const pullQueue = new Queue(QUEUES.pull, { connection: redis, prefix: QUEUE_PREFIX });
+    try {
+      // Another worker is fetching this config (the lock the fetch of any blob takes).
+      const locks = new LockManager(redis, { ttlMs: 60_000 });
+      const held = await locks.tryAcquire(`blob:${config}`, 'test|holder');
+      if (!held.acquired) throw new Error('the config lock was taken');
+      cluster.proxy.resetCounters();
+      const id = await cluster.submit(repo);
+      await until('the pull is parked', async () => (await cluster.status(id))?.state === 'delayed');
+      expect(blobGets(cluster.proxy, config)).toBe(0);
+
+      // The holder stores the config, releases the lock and wakes the parked pull.
+      const store = await cluster.openStore();
+      try {
+        await store.putBlob(config, image.config.bytes);
+      } finally {
+        await store.close();
+      }
+      const { released, waiters } = await locks.release(held.grant);
+      expect(released).toBe(true);
+      expect(waiters).toEqual([`${QUEUES.pull}|${id}`]);
+      expect(await wakeWaiters(new Map([[QUEUES.pull, pullQueue]]), waiters)).toBe(1);
+
+      expect((await cluster.wait(id)).state).toBe('completed');
+      expect(blobGets(cluster.proxy, config)).toBe(0);
+      for (const layer of image.layerDescriptors) expect(blobGets(cluster.proxy, layer.digest)).toBe(1);
+    } finally {
+      await pullQueue.close();
+      redis.disconnect();
     }
   });
 

@@ -28,6 +28,7 @@ import {
   type FetchBlobJob,
   type PullJob,
   type PullResult,
+  withBlobLock,
 } from '@stevedore/queue';
 import { UnrecoverableError } from 'bullmq';
 import type { ProcessorDeps } from '../deps.ts';
@@ -76,10 +77,10 @@ export async function processPull(
         );
       }
       await deps.store.putBlobBytes(child.digest, child.bytes);
-      images.push(await resolveConfig(deps, ref, child.digest, child.parsed.manifest, signal));
+      images.push(await resolveConfig(job, token, deps, ref, child.digest, child.parsed.manifest, signal));
     }
   } else {
-    images.push(await resolveConfig(deps, ref, top.digest, top.parsed.manifest, signal));
+    images.push(await resolveConfig(job, token, deps, ref, top.digest, top.parsed.manifest, signal));
   }
   log.info({ digest: top.digest, images: images.length }, 'resolved');
 
@@ -106,6 +107,8 @@ export async function processPull(
 }
 
 async function resolveConfig(
+  job: Job<PullJob>,
+  token: string | undefined,
   deps: ProcessorDeps,
   ref: Reference,
   manifestDigest: Digest,
@@ -119,8 +122,23 @@ async function resolveConfig(
     );
   }
   if (!(await deps.store.hasBlob(cfgDesc.digest))) {
-    const body = deps.registry.fetchBlob(ref, cfgDesc, signal === undefined ? {} : { signal });
-    await deps.store.putBlob(cfgDesc.digest, cfgDesc.size, body, signal === undefined ? {} : { signal });
+    // A blob like any other: one transfer across all workers (the same lock as fetch-blob's). A
+    // pull that finds it held is parked and, woken, resolves again and finds the config stored.
+    await withBlobLock(
+      { job, token, locks: deps.locks, queues: deps.queues, ...(signal === undefined ? {} : { signal }) },
+      `blob:${cfgDesc.digest}`,
+      async (lockSignal) => {
+        if (await deps.store.hasBlob(cfgDesc.digest)) return;
+        const body = deps.registry.fetchBlob(ref, cfgDesc, { signal: lockSignal });
+        await deps.store.putBlob(cfgDesc.digest, cfgDesc.size, body, {
+          signal: lockSignal,
+          verifiedBySource: true,
+        });
+      },
+      () => {
+        deps.metrics.count('lock_waits');
+      },
+    );
   }
   const config = parseImageConfig(await deps.store.getBlobBytes(cfgDesc.digest, MAX_CONFIG_BYTES));
   const diffIDs = config.rootfs.diff_ids;
