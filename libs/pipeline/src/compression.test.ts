@@ -2,7 +2,8 @@ import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { gzipSync, zstdCompressSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { CompressionMismatchError, decompressLayer, sniffCompression } from './compression.ts';
+import { CompressionMismatchError, CorruptLayerError, decompressLayer, sniffCompression } from './compression.ts';
+import { permanentCause } from './errors.ts';
 
 const TAR = Buffer.alloc(3 * 512, 7);
 const OCI = 'application/vnd.oci.image.layer.v1.tar';
@@ -64,5 +65,33 @@ describe('decompressLayer', () => {
       'layer x',
     );
     await expect(buffer(tar)).rejects.toThrow('unexpected end of file');
+  });
+});
+
+describe('decompressLayer on data that does not decode', () => {
+  it.each([
+    [`${OCI}+gzip`, 'gzip', gzipSync(TAR)],
+    [`${OCI}+zstd`, 'zstd', zstdCompressSync(TAR)],
+  ])('%s: names the layer, fails permanently, keeps the decoder error as the cause', async (mediaType, codec, blob) => {
+    const corrupt = Buffer.from(blob);
+    // Everything after the magic number (which still says gzip or zstd).
+    for (let i = 4; i < corrupt.length; i++) corrupt[i] = corrupt[i]! ^ 0x5a;
+    const tar = await decompressLayer(chunked(corrupt, 7), mediaType, 'layer sha256:abc');
+    const err: unknown = await buffer(tar).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CorruptLayerError);
+    expect((err as Error).message).toMatch(new RegExp(`^layer sha256:abc: its ${codec} data is corrupt: `));
+    // Permanent (retrying cannot fix the bytes), whatever code the decoder gave its error.
+    expect(permanentCause(err)).toBe(err);
+    expect((err as Error).cause).toHaveProperty('code');
+  });
+
+  it('passes errors of the blob stream on unchanged', async () => {
+    async function* failing(): AsyncGenerator<Buffer> {
+      yield gzipSync(TAR).subarray(0, 20);
+      await new Promise((resolve) => setImmediate(resolve));
+      throw new Error('connection reset while reading the blob');
+    }
+    const tar = await decompressLayer(Readable.from(failing()), `${OCI}+gzip`, 'layer x');
+    await expect(buffer(tar)).rejects.toThrow('connection reset while reading the blob');
   });
 });

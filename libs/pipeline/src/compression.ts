@@ -74,10 +74,30 @@ export async function decompressLayer(blob: Readable, mediaType: string, what: s
     }
   }
   const out = decoder(declared);
-  // The consumer reads `out`; pipeline ties their lifetimes (an abort downstream stops the blob).
+  // pipeline ties the blob's lifetime to the decoder's (an abort downstream stops the blob).
   pipeline(Readable.from(replay()), out).catch((err: unknown) => {
     blob.destroy();
     out.destroy(err instanceof Error ? err : new Error(String(err)));
   });
-  return out;
+  // The decoder's own errors ("incorrect header check") say nothing of which layer: name it.
+  async function* named(): AsyncGenerator<Buffer> {
+    try {
+      for await (const chunk of out as AsyncIterable<Buffer>) yield chunk;
+    } catch (err) {
+      if (!isDecoderError(err)) throw err;
+      throw new CorruptLayerError(`${what}: its ${declared} data is corrupt: ${err.message}`, { cause: err });
+    }
+  }
+  return Readable.from(named(), { objectMode: false });
+}
+
+/** zlib's and zstd's errors for data that does not decode (their `code`s; see errors.ts). */
+function isDecoderError(err: unknown): err is Error {
+  const code = (err as { code?: unknown } | null)?.code;
+  return err instanceof Error && typeof code === 'string' && (code.startsWith('Z_') || code.includes('ZSTD'));
+}
+
+/** A layer blob whose compressed data does not decode; its cause is the decoder's error. */
+export class CorruptLayerError extends Error {
+  override readonly name = 'CorruptLayerError';
 }

@@ -18,7 +18,7 @@ import {
   UnsupportedMediaTypeError,
 } from '@stevedore/oci';
 import { CorruptObjectError, DigestMismatchError, MalformedTarError } from '@stevedore/store';
-import { CompressionMismatchError } from './compression.ts';
+import { CompressionMismatchError, CorruptLayerError } from './compression.ts';
 
 const PERMANENT: readonly (abstract new (...args: never[]) => Error)[] = [
   InvalidDigestError,
@@ -33,6 +33,7 @@ const PERMANENT: readonly (abstract new (...args: never[]) => Error)[] = [
   DigestMismatchError,
   MalformedTarError,
   CompressionMismatchError,
+  CorruptLayerError,
 ];
 
 /** zlib's codes for corrupt compressed input (gzip or zstd): the blob itself is bad. */
