@@ -28,7 +28,7 @@ const REDIS_MODULE = fileURLToPath(new URL('./redis.ts', import.meta.url));
 async function parentWithRedis(
   then: 'exit' | 'wait',
   tmp: string,
-): Promise<{ parentPid: number; redisPid: number }> {
+): Promise<{ parentPid: number; redisPid: number; parentExited: Promise<unknown> }> {
   const script = `
     const { startRedis } = await import(${JSON.stringify(REDIS_MODULE)});
     const redis = await startRedis();
@@ -39,9 +39,10 @@ async function parentWithRedis(
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, TMPDIR: tmp },
   });
+  const parentExited = once(parent, 'exit');
   const [line] = (await once(parent.stdout, 'data')) as [Buffer];
   const { pid } = JSON.parse(line.toString()) as { pid: number };
-  return { parentPid: parent.pid!, redisPid: pid };
+  return { parentPid: parent.pid!, redisPid: pid, parentExited };
 }
 
 describe('spawnManaged', () => {
@@ -87,8 +88,11 @@ describe('spawnManaged', () => {
   it('kills the server and removes its temp dir when its parent exits without stopping it', async () => {
     const tmp = await makeTempDir('process-test');
     try {
-      const { redisPid } = await parentWithRedis('exit', tmp);
+      const { redisPid, parentExited } = await parentWithRedis('exit', tmp);
       expect(await waitUntilGone(redisPid)).toBe(true);
+      // The parent's exit handler kills the server, then removes the dir: both before it is gone
+      // (the server can be gone while the handler is still removing).
+      await parentExited;
       expect(await readdir(tmp)).toEqual([]);
     } finally {
       await removeTempDir(tmp);
