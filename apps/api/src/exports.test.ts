@@ -20,8 +20,8 @@ import {
   type WorkerHost,
 } from '@stevedore/pipeline';
 import { QUEUE_PREFIX, QUEUES } from '@stevedore/queue';
-import { buildImageFromTrees, generateTree, type FixtureImage } from '@stevedore/testing';
-import { redisUrl, startApi, storeImage, TOKEN, type TestApi } from '../test/support.ts';
+import { buildImageFromTrees, generateTree, storeFixtureImage, type FixtureImage } from '@stevedore/testing';
+import { redisUrl, startApi, TOKEN, type TestApi } from '../test/support.ts';
 
 const DB = 4;
 const APP = 'registry.test/export/app:1';
@@ -50,12 +50,12 @@ beforeAll(async () => {
     generateTree({ seed: 41, files: 80 }),
     generateTree({ seed: 42, files: 10, root: 'app' }),
   ]);
-  await storeImage(api.store, app, APP);
+  await storeFixtureImage(api.store, app, APP);
   const broken = await buildImageFromTrees([
     generateTree({ seed: 43, files: 60, largeFiles: 1 }),
     generateTree({ seed: 44, files: 60, largeFiles: 1, root: 'b' }),
   ]);
-  await storeImage(api.store, broken, BROKEN);
+  await storeFixtureImage(api.store, broken, BROKEN);
   // Damage the second layer's splitstream at its end: the first layer streams, then this one fails.
   const layer = (await api.store.getLayer(broken.layers[1]!.diffId))!;
   const path = join(api.storeDir, layer.splitstream.key);

@@ -7,14 +7,13 @@ import { parseReference } from '@stevedore/oci';
 import { producerConnection } from '@stevedore/pipeline';
 import { QUEUE_PREFIX } from '@stevedore/queue';
 import { openS3Backend, Store } from '@stevedore/store';
-import { buildImage, buildIndex, buildImageFromTrees, generateTree } from '@stevedore/testing';
+import { buildImage, buildIndex, buildImageFromTrees, generateTree, storeFixtureImage } from '@stevedore/testing';
 import {
   basic,
   BOARD_PASSWORD,
   BOARD_USER,
   redisUrl,
   startApi,
-  storeImage,
   TOKEN,
   type TestApi,
 } from '../test/support.ts';
@@ -271,11 +270,11 @@ describe('/v1/images', () => {
     const arm64 = buildImage({ layers: arm64Tree.layers, platform: arm64Tree.platform });
     const index = buildIndex({ images: [amd64, arm64] });
     // The index is stored with only its amd64 image, as a pull of linux/amd64 leaves it.
-    await storeImage(api.store, amd64);
+    await storeFixtureImage(api.store, amd64);
     await api.store.putBlob(index.manifest.descriptor.digest, index.manifest.bytes);
     await api.store.setReference(parseReference('registry.test/app:1'), index.manifest.descriptor.digest);
     const single = await buildImageFromTrees([generateTree({ seed: 13, files: 5 })]);
-    await storeImage(api.store, single, 'registry.test/tool:latest');
+    await storeFixtureImage(api.store, single, 'registry.test/tool:latest');
 
     const amd64Digest = amd64.manifest.descriptor.digest;
     const singleDigest = single.manifest.descriptor.digest;

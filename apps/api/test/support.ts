@@ -7,16 +7,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
-import { gunzipSync } from 'node:zlib';
 import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { inject } from 'vitest';
-import { parseReference } from '@stevedore/oci';
 import { producerConnection, PullSubmitter } from '@stevedore/pipeline';
 import { openStore, type Store } from '@stevedore/store';
-import type { FixtureImage } from '@stevedore/testing';
 import '@stevedore/testing';
 import { buildServer } from '../src/server.ts';
 
@@ -91,45 +87,4 @@ export async function startApi(db: number): Promise<TestApi> {
       await rm(storeDir, { recursive: true, force: true });
     },
   };
-}
-
-/** Writes a fixture image (gzip layers) into the store as the pipeline would, and tags it. */
-export async function storeImage(store: Store, image: FixtureImage, reference?: string): Promise<void> {
-  await store.putBlob(image.config.descriptor.digest, image.config.bytes);
-  await store.putBlob(image.manifest.descriptor.digest, image.manifest.bytes);
-  for (const layer of image.layers) {
-    if (layer.content.kind !== 'memory') throw new Error('storeImage takes in-memory layers');
-    await store.putBlob(layer.descriptor.digest, layer.content.bytes);
-    // Small fixtures: decompressing in memory is fine here.
-    await store.importLayer(Readable.from([gunzipSync(layer.content.bytes)]), {
-      expectedDiffID: layer.diffId,
-    });
-    await store.commitLayer({
-      digest: layer.descriptor.digest,
-      diffID: layer.diffId,
-      size: layer.descriptor.size,
-      mediaType: layer.descriptor.mediaType,
-    });
-  }
-  await store.putImage({
-    manifest: {
-      digest: image.manifest.descriptor.digest,
-      size: image.manifest.descriptor.size,
-      mediaType: image.manifest.descriptor.mediaType,
-    },
-    config: {
-      digest: image.config.descriptor.digest,
-      size: image.config.descriptor.size,
-      mediaType: image.config.descriptor.mediaType,
-    },
-    platform: image.platform,
-    layers: image.layers.map((l) => ({
-      digest: l.descriptor.digest,
-      diffID: l.diffId,
-      size: l.descriptor.size,
-      mediaType: l.descriptor.mediaType,
-    })),
-  });
-  if (reference !== undefined)
-    await store.setReference(parseReference(reference), image.manifest.descriptor.digest);
 }

@@ -21,18 +21,17 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { createReadStream, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createGunzip } from 'node:zlib';
-import { parseReference } from '@stevedore/oci';
 import { openStore } from '@stevedore/store';
 import {
   buildImage,
   generateTree,
   treeStats,
+  storeFixtureImage,
   writeLayerFile,
   treeTarEntries,
   type GenerateTreeOptions,
@@ -119,38 +118,8 @@ async function buildBenchImage(quick: boolean, progress: (line: string) => void)
   const storeDir = join(dir, 'store');
   const store = await openStore({ backend: { kind: 'directory', path: storeDir } });
   try {
-    for (const [i, layer] of layers.entries()) {
-      if (layer.content.kind !== 'file') throw new Error('expected layer files');
-      progress(`importing layer ${i + 1}/${layers.length} into the store…`);
-      const { digest, size, mediaType } = layer.descriptor;
-      await store.putBlob(digest, createReadStream(layer.content.path), { size });
-      await store.importLayer(createReadStream(layer.content.path).pipe(createGunzip()), {
-        expectedDiffID: layer.diffId,
-      });
-      await store.commitLayer({ digest, diffID: layer.diffId, size, mediaType });
-    }
-    await store.putBlob(image.config.descriptor.digest, image.config.bytes);
-    await store.putBlob(image.manifest.descriptor.digest, image.manifest.bytes);
-    await store.putImage({
-      manifest: {
-        digest: image.manifest.descriptor.digest,
-        size: image.manifest.descriptor.size,
-        mediaType: image.manifest.descriptor.mediaType,
-      },
-      config: {
-        digest: image.config.descriptor.digest,
-        size: image.config.descriptor.size,
-        mediaType: image.config.descriptor.mediaType,
-      },
-      platform: image.platform,
-      layers: layers.map((l) => ({
-        digest: l.descriptor.digest,
-        diffID: l.diffId,
-        size: l.descriptor.size,
-        mediaType: l.descriptor.mediaType,
-      })),
-    });
-    await store.setReference(parseReference(REF), image.manifest.descriptor.digest);
+    progress(`importing ${layers.length} layers into the store…`);
+    await storeFixtureImage(store, image, REF);
   } finally {
     await store.close();
   }
@@ -563,7 +532,10 @@ export async function runExportBench(
         podmanSeconds('overlay'),
         dockerNoneSeconds,
       ),
-      'podman save (vfs) / stevedore docker none (target >= 3)': ratio(podmanSeconds('vfs'), dockerNoneSeconds),
+      'podman save (vfs) / stevedore docker none (target >= 3)': ratio(
+        podmanSeconds('vfs'),
+        dockerNoneSeconds,
+      ),
       'ctr export / stevedore oci original (target >= 1)': ratio(ctrSeconds, originalSeconds),
       'stevedore docker zstd warm, MB/s of uncompressed input (target >= 200)':
         zstdWarm === undefined ? undefined : image.uncompressedBytes / MB / zstdWarm,

@@ -11,14 +11,14 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { digestHex, OCI_INDEX, parseImageConfig, parseManifest, type Digest } from '@stevedore/oci';
-import { buildImage, buildLayer, generateTree, type FixtureImage } from '@stevedore/testing';
+import { buildImage, buildLayer, generateTree, storeFixtureImage, type FixtureImage } from '@stevedore/testing';
 import {
   planExport,
   writeArchiveFile,
   type ExportFormat,
   type LayerCompressionChoice,
 } from '../src/index.ts';
-import { openTestStore, storeImage, type TestStore } from './support.ts';
+import { openTestStore, type TestStore } from './support.ts';
 
 const run = promisify(execFile);
 const CLIENT_TIMEOUT_MS = 60_000;
@@ -51,8 +51,8 @@ beforeAll(async () => {
   });
   images.set(APP, app);
   images.set(TOOL, tool);
-  await storeImage(ts.store, app, APP);
-  await storeImage(ts.store, tool, TOOL);
+  await storeFixtureImage(ts.store, app, APP);
+  await storeFixtureImage(ts.store, tool, TOOL);
 });
 
 afterAll(async () => {

@@ -27,6 +27,7 @@ import {
   generateTree,
   type FixtureImage,
   type FixtureIndex,
+  storeFixtureImage,
 } from '@stevedore/testing';
 import {
   ExportRequestError,
@@ -46,7 +47,7 @@ import {
   type LayerCompressionChoice,
   type PinnedExport,
 } from '../src/index.ts';
-import { MemorySink, openTestStore, readTar, storeImage, storeIndex, type TestStore } from './support.ts';
+import { MemorySink, openTestStore, readTar, storeIndex, type TestStore } from './support.ts';
 
 let ts: TestStore;
 let app: FixtureImage;
@@ -63,9 +64,9 @@ beforeAll(async () => {
   const arm64 = buildImage({ layers: [b], platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } });
   multi = buildIndex({ images: [amd64, arm64] });
   ts = await openTestStore();
-  await storeImage(ts.store, app, 'registry.test/app:1');
+  await storeFixtureImage(ts.store, app, 'registry.test/app:1');
   await ts.store.setReference(parseReference('registry.test/app:latest'), app.manifest.descriptor.digest);
-  await storeImage(ts.store, tool, 'registry.test/tool:2');
+  await storeFixtureImage(ts.store, tool, 'registry.test/tool:2');
   await storeIndex(ts.store, multi, [amd64, arm64], 'registry.test/multi:1');
   await storeIndex(
     ts.store,
@@ -336,7 +337,7 @@ describe('layer variants', () => {
   it('computes and records a recompressed layer the first time only; the archive is the same', async () => {
     const fresh = await openTestStore();
     try {
-      await storeImage(fresh.store, app, 'registry.test/app:1');
+      await storeFixtureImage(fresh.store, app, 'registry.test/app:1');
       const request: ExportRequest = {
         targets: [{ input: 'registry.test/app:1' }],
         format: 'oci',
@@ -429,7 +430,7 @@ describe('bad input before any byte', () => {
   it('original layers from a store that drops them', async () => {
     const drop = await openTestStore('drop');
     try {
-      await storeImage(drop.store, tool, 'registry.test/tool:2');
+      await storeFixtureImage(drop.store, tool, 'registry.test/tool:2');
       const request: ExportRequest = {
         targets: [{ input: 'registry.test/tool:2' }],
         format: 'docker',
@@ -459,7 +460,7 @@ describe('bad input before any byte', () => {
 describe('failures mid-stream', () => {
   async function damagedStore(): Promise<TestStore> {
     const t = await openTestStore();
-    await storeImage(t.store, app, 'registry.test/app:1');
+    await storeFixtureImage(t.store, app, 'registry.test/app:1');
     return t;
   }
 
@@ -579,7 +580,7 @@ describe('exports into the store (export jobs)', () => {
       const target = kind === 'directory' ? await openTestStore() : await s3Store();
       try {
         const { store } = target;
-        await storeImage(store, app, 'registry.test/app:1');
+        await storeFixtureImage(store, app, 'registry.test/app:1');
         const spec: PinnedExport = {
           refs: ['registry.test/app:1'],
           digests: [app.manifest.descriptor.digest],
@@ -629,7 +630,7 @@ describe('exports into the store (export jobs)', () => {
   it('a stored archive that does not match its record fails at its end', async () => {
     const t = await openTestStore();
     try {
-      await storeImage(t.store, app, 'registry.test/app:1');
+      await storeFixtureImage(t.store, app, 'registry.test/app:1');
       const spec: PinnedExport = {
         refs: ['registry.test/app:1'],
         digests: [app.manifest.descriptor.digest],

@@ -8,11 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip, createZstdDecompress } from 'node:zlib';
 import { extract } from 'tar-stream';
-import { layerCompression, parseReference } from '@stevedore/oci';
+import { parseReference } from '@stevedore/oci';
 import { openStore, type BlobPolicy, type Store } from '@stevedore/store';
-import type { FixtureImage, FixtureIndex } from '@stevedore/testing';
+import { storeFixtureImage, type FixtureImage, type FixtureIndex } from '@stevedore/testing';
 
 export interface TestStore {
   readonly store: Store;
@@ -33,60 +32,6 @@ export async function openTestStore(blobPolicy: BlobPolicy = 'keep'): Promise<Te
   };
 }
 
-function decompressor(compression: 'gzip' | 'zstd' | 'none'): NodeJS.ReadWriteStream[] {
-  switch (compression) {
-    case 'gzip':
-      return [createGunzip()];
-    case 'zstd':
-      return [createZstdDecompress()];
-    case 'none':
-      return [];
-  }
-}
-
-/** Writes a fixture image (in-memory layers) into the store as the pipeline does, and tags it. */
-export async function storeImage(store: Store, image: FixtureImage, reference?: string): Promise<void> {
-  await store.putBlob(image.config.descriptor.digest, image.config.bytes);
-  await store.putBlob(image.manifest.descriptor.digest, image.manifest.bytes);
-  for (const [i, layer] of image.layers.entries()) {
-    if (layer.content.kind !== 'memory') throw new Error('storeImage takes in-memory layers');
-    const descriptor = image.layerDescriptors[i]!;
-    await store.putBlob(descriptor.digest, layer.content.bytes);
-    const tar = Readable.from([layer.content.bytes]);
-    const stages = decompressor(layerCompression(descriptor.mediaType));
-    const plain = stages.length === 0 ? tar : tar.pipe(stages[0]!);
-    await store.importLayer(plain as Readable, { expectedDiffID: layer.diffId });
-    await store.commitLayer({
-      digest: descriptor.digest,
-      diffID: layer.diffId,
-      size: descriptor.size,
-      mediaType: descriptor.mediaType,
-    });
-  }
-  await store.putImage({
-    manifest: {
-      digest: image.manifest.descriptor.digest,
-      size: image.manifest.descriptor.size,
-      mediaType: image.manifest.descriptor.mediaType,
-    },
-    config: {
-      digest: image.config.descriptor.digest,
-      size: image.config.descriptor.size,
-      mediaType: image.config.descriptor.mediaType,
-    },
-    platform: image.platform,
-    layers: image.layerDescriptors.map((d, i) => ({
-      digest: d.digest,
-      diffID: image.layers[i]!.diffId,
-      size: d.size,
-      mediaType: d.mediaType,
-    })),
-  });
-  if (reference !== undefined) {
-    await store.setReference(parseReference(reference), image.manifest.descriptor.digest);
-  }
-}
-
 /** Writes an index and the given platform images (others stay unpulled), and tags the index. */
 export async function storeIndex(
   store: Store,
@@ -94,7 +39,7 @@ export async function storeIndex(
   images: readonly FixtureImage[],
   reference: string,
 ): Promise<void> {
-  for (const image of images) await storeImage(store, image);
+  for (const image of images) await storeFixtureImage(store, image);
   await store.putBlob(index.manifest.descriptor.digest, index.manifest.bytes);
   await store.setReference(parseReference(reference), index.manifest.descriptor.digest);
 }
