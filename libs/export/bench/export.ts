@@ -29,6 +29,7 @@ import { fileURLToPath } from 'node:url';
 import { openStore } from '@stevedore/store';
 import {
   buildImage,
+  containerdConfig,
   generateTree,
   treeStats,
   storeFixtureImage,
@@ -342,18 +343,7 @@ async function ctrExport(
     return 'containerd is not installed: no ctr images export figures';
   // Short: socket paths must fit in sockaddr_un.
   const dir = await mkdtemp(join(tmpdir(), 'sx-ctrd-'));
-  const config = [
-    'version = 2',
-    `root = ${JSON.stringify(join(dir, 'root'))}`,
-    `state = ${JSON.stringify(join(dir, 'state'))}`,
-    'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
-    '[grpc]',
-    `  address = ${JSON.stringify(join(dir, 'c.sock'))}`,
-    '[ttrpc]',
-    `  address = ${JSON.stringify(join(dir, 'c.ttrpc.sock'))}`,
-    '',
-  ].join('\n');
-  await writeFile(join(dir, 'config.toml'), config);
+  await writeFile(join(dir, 'config.toml'), containerdConfig(dir));
   const daemon = spawn(containerd, ['--config', join(dir, 'config.toml')], {
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,

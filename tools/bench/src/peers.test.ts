@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { chooseSnapshotter, containerdConfig, parseSnapshotters } from './peers.ts';
+import { chooseSnapshotter, parseSnapshotters } from './peers.ts';
 
 const PLUGINS_LS = `TYPE                            ID                       PLATFORMS      STATUS
 io.containerd.content.v1        content                  -              ok
@@ -39,23 +39,5 @@ describe('snapshotter choice', () => {
     { statuses: [], chosen: 'native' },
   ] as const)('$statuses -> $chosen', ({ statuses, chosen }) => {
     expect(chooseSnapshotter(new Map(statuses))).toBe(chosen);
-  });
-});
-
-describe('containerdConfig', () => {
-  it('puts root, state and both sockets under the directory and turns CRI off', () => {
-    expect(containerdConfig('/tmp/sb-ctrd-x')).toBe(
-      [
-        'version = 2',
-        'root = "/tmp/sb-ctrd-x/root"',
-        'state = "/tmp/sb-ctrd-x/state"',
-        'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
-        '[grpc]',
-        '  address = "/tmp/sb-ctrd-x/c.sock"',
-        '[ttrpc]',
-        '  address = "/tmp/sb-ctrd-x/c.ttrpc.sock"',
-        '',
-      ].join('\n'),
-    );
   });
 });

@@ -14,7 +14,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import type { FaultProxy } from '@stevedore/testing';
+import { containerdConfig, type FaultProxy } from '@stevedore/testing';
 import { tempDir, withCleanups } from './cleanup.ts';
 import { findProgram, runCommand, startDaemon } from './exec.ts';
 import { peakRssMiB } from './proc-status.ts';
@@ -106,22 +106,6 @@ export function parseSnapshotters(pluginsLs: string): Map<string, string> {
 /** overlayfs when containerd reports it `ok` here, else native (plain directory copies). */
 export function chooseSnapshotter(statuses: ReadonlyMap<string, string>): 'overlayfs' | 'native' {
   return statuses.get('overlayfs') === 'ok' ? 'overlayfs' : 'native';
-}
-
-/** A private containerd config: everything under `dir` (socket paths must stay under 108 bytes). */
-export function containerdConfig(dir: string): string {
-  return [
-    'version = 2',
-    `root = ${JSON.stringify(join(dir, 'root'))}`,
-    `state = ${JSON.stringify(join(dir, 'state'))}`,
-    // No Kubernetes CRI: it would start networking and sandbox plugins a pull does not need.
-    'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
-    '[grpc]',
-    `  address = ${JSON.stringify(join(dir, 'c.sock'))}`,
-    '[ttrpc]',
-    `  address = ${JSON.stringify(join(dir, 'c.ttrpc.sock'))}`,
-    '',
-  ].join('\n');
 }
 
 export interface ContainerdTools {

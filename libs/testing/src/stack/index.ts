@@ -41,3 +41,4 @@ export {
 export type { StackProvidedContext } from './provided-context.ts';
 export { MissingProgramError, DEBIAN_PACKAGE_OF, type StackProgram } from './programs.ts';
 export { isAlive } from './process.ts';
+export { containerdConfig } from './containerd.ts';
