@@ -54,7 +54,7 @@ export {
 } from './variants.ts';
 export { DirectoryBackend } from './backend/directory.ts';
 export type { ChecksumMode, S3BackendConfig } from './backend/s3.ts';
-export { Limiter, sharedLimiter, type LimiterOptions } from './limiter.ts';
+export { Limiter, sharedLimiter, STREAM_CHUNK_BYTES, type LimiterOptions } from './limiter.ts';
 export {
   CorruptObjectError,
   DigestMismatchError,

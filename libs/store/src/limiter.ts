@@ -37,10 +37,10 @@ const MIN_BLOCKS = 2;
 /** Default concurrent backend requests (enough to hide S3 latency, little memory). */
 export const DEFAULT_IO_CONCURRENCY = 8;
 /**
- * Chunk size of the store's zlib streams and file read streams (Node's defaults are 16 and 64
- * KiB). Each chunk of a zlib stream is one round trip to the thread pool and one Buffer: with
- * 16 KiB chunks that overhead cost more than the codec itself (measured: gunzip of a 645 MB tar,
- * 5.6 CPU-s per GB with 16 KiB chunks, 2.8 with 256 KiB).
+ * Chunk size of zlib streams and file read streams in the store and of the pipeline's layer
+ * decoders (Node's defaults are 16 and 64 KiB). Each chunk of a zlib stream is one round trip to
+ * the thread pool and one Buffer: with 16 KiB chunks that overhead cost more than the codec itself
+ * (measured: gunzip of a 645 MB tar, 5.6 CPU-s per GB with 16 KiB chunks, 2.8 with 256 KiB).
  */
 export const STREAM_CHUNK_BYTES = 256 * 1024;
 /** worker.ts's WORKER_MARKER: tells it that it runs as a pool worker. */
