@@ -2,28 +2,30 @@
  * Split and rebuild benchmark of the store (not a test): `npx node libs/store/bench/split.ts`.
  *
  * Datasets:
- *   (a) synthetic: a 2 GB tar of 10,000 x 200 KiB files of incompressible bytes, generated while
- *       it is read (no temporary file) by a separate process (`--generate`) and read from its
- *       stdout, as a layer arrives from a decompressor in production (fresh chunks of up to 64 KiB);
- *       then the same tar with 1% of the files changed, imported into the store with the `drop`
- *       policy, to measure what a small change adds.
- *   (b) usr-share: `tar -C /usr -cf - share` (a real size distribution), after a warm-up read.
+ *   (a) synthetic: a 2 GB tar of 10,000 x 200 KiB files of incompressible bytes; then the same tar
+ *       with 1% of the files changed, imported into the store with the `drop` policy, to measure
+ *       what a small change adds.
+ *   (b) usr-share: `tar -C /usr -cf FILE share` (a real size distribution).
  * Backends: a directory in a temp dir, and S3 (a local fauxqs child process by default, or the
  * server in STEVEDORE_BENCH_S3_ENDPOINT / _BUCKET / _REGION with AWS_* credentials).
  *
- * Each measurement runs in its own child process so its peak RSS is its own, and the input is
- * produced by another process so its CPU is not counted. CPU is `process.cpuUsage()` (every thread
- * of the process: main, store workers, V8's GC helpers, libuv's pool), split by thread from
- * /proc/self/task on Linux. An `input` line measures reading the same input with no store (the
- * floor of both figures: a pipe's reads and the garbage they leave cost CPU and memory too).
+ * The datasets' tars are written to files before any measurement and read from the page cache
+ * (composefs-rs's benchmark reads its tar the same way) in 256 KiB chunks, what the pipeline's
+ * layer decoders hand the store. A producer process (a generator, or tar walking /usr/share) would
+ * take the same two cores as the split: measured, tar took 4.5 CPU-s per GB of /usr/share.
+ *
+ * Each measurement runs in its own child process so its peak RSS is its own. CPU is
+ * `process.cpuUsage()` (every thread of the process: main, store workers, V8's GC helpers, libuv's
+ * pool), split by thread from /proc/self/task on Linux. An `input` line measures reading the same
+ * file with no store (the floor of both figures: reads and the garbage they leave cost CPU and
+ * memory too).
  *
  * Options: --backend directory|s3|both   --dataset a|b|both   --files N (dataset a, default 10000)
  *          --workers N   --memory MiB (the store's Limiter; default one worker per core, 16 MiB)
- *          --generate FILES,VARIANT (internal: write the synthetic tar to stdout)
  */
 import { createCipheriv, randomUUID } from 'node:crypto';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { createReadStream, createWriteStream, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -41,7 +43,7 @@ import {
   type LimiterOptions,
   type Store,
 } from '../src/index.ts';
-import { DEFAULT_MEMORY_BYTES } from '../src/limiter.ts';
+import { DEFAULT_MEMORY_BYTES, STREAM_CHUNK_BYTES } from '../src/limiter.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -108,27 +110,25 @@ function syntheticTar(files: number, variant: number): Readable {
   );
 }
 
-/** The synthetic tar read from a generator process (`--generate`), as a layer comes from a pipe. */
-function syntheticInput(files: number, variant: number): { stream: Readable; done: Promise<void> } {
-  const child = spawn(process.execPath, [SELF, '--generate', `${files},${variant}`], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  return { stream: child.stdout, done: exited(child, 'generator') };
+/** Writes the synthetic tar to `path` (before any measurement). */
+async function writeSyntheticTar(files: number, variant: number, path: string): Promise<void> {
+  await pipeline(syntheticTar(files, variant), createWriteStream(path));
 }
 
-function usrShareTar(): { stream: Readable; done: Promise<void> } {
-  const child = spawn('tar', ['-C', '/usr', '-cf', '-', 'share'], { stdio: ['ignore', 'pipe', 'ignore'] });
-  return { stream: child.stdout, done: exited(child, 'tar') };
+/** Writes the tar of /usr/share to `path`: a real size distribution. */
+async function writeUsrShareTar(path: string): Promise<void> {
+  const child = spawn('tar', ['-C', '/usr', '-cf', path, 'share'], { stdio: ['ignore', 'ignore', 'ignore'] });
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  // tar exits 1 when files changed while read; the bytes it wrote are still a valid tar.
+  if (code !== 0 && code !== 1) throw new Error(`tar exited with ${code}`);
 }
 
-function exited(child: ChildProcess, name: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    child.on('close', (code) => {
-      // tar exits 1 when files changed while read; the bytes it wrote are still a valid tar.
-      if (code === 0 || code === 1) resolve();
-      else reject(new Error(`${name} exited with ${code}`));
-    });
-  });
+/**
+ * A dataset's tar, read from its file (in the page cache: it was just written) in the chunks the
+ * pipeline's layer decoders produce.
+ */
+function readTar(path: string): Readable {
+  return createReadStream(path, { highWaterMark: STREAM_CHUNK_BYTES });
 }
 
 // ---- one measurement, in a child process -------------------------------------------------------
@@ -138,12 +138,11 @@ interface ChildTask {
   readonly mode: 'store' | 'input';
   readonly backend: BackendConfig;
   readonly dataset: 'a' | 'b';
-  readonly files: number;
+  /** The dataset's tar file. */
+  readonly input: string;
+  /** Dataset a: the same tar with 1% of its files changed. */
+  readonly changedInput?: string;
   readonly limiter: LimiterOptions;
-}
-
-function datasetInput(task: ChildTask, variant: number): { stream: Readable; done: Promise<void> } {
-  return task.dataset === 'a' ? syntheticInput(task.files, variant) : usrShareTar();
 }
 
 /** CPU seconds of this process's threads by kind (Linux /proc; empty elsewhere). */
@@ -222,9 +221,7 @@ async function runChild(task: ChildTask): Promise<ChildResult> {
   const threadsBefore = threadCpu();
   const cpuBefore = process.cpuUsage();
   let t = performance.now();
-  const input = datasetInput(task, 0);
-  const result = await store.importLayer(input.stream);
-  await input.done;
+  const result = await store.importLayer(readTar(task.input));
   const splitSeconds = (performance.now() - t) / 1000;
   const cpu = process.cpuUsage(cpuBefore);
   const splitCpuByThread = cpuSplit(threadsBefore, threadCpu());
@@ -247,11 +244,9 @@ async function runChild(task: ChildTask): Promise<ChildResult> {
 
   let changedAddedBytes: number | undefined;
   let changedTarBytes: number | undefined;
-  if (task.dataset === 'a') {
+  if (task.changedInput !== undefined) {
     const drop = await openStore({ backend: task.backend, blobPolicy: 'drop', limiter });
-    const changedInput = datasetInput(task, 1);
-    const changed = await drop.importLayer(changedInput.stream);
-    await changedInput.done;
+    const changed = await drop.importLayer(readTar(task.changedInput));
     changedAddedBytes = (await storedBytes(drop)) - stored;
     changedTarBytes = changed.size;
   }
@@ -285,22 +280,14 @@ interface InputResult {
 /** Reads the dataset and drops it: what the input alone costs this process. */
 async function runInputChild(task: ChildTask): Promise<InputResult> {
   const cpuBefore = process.cpuUsage();
-  const input = datasetInput(task, 0);
   let bytes = 0;
-  for await (const chunk of input.stream as AsyncIterable<Buffer>) bytes += chunk.length;
-  await input.done;
+  for await (const chunk of readTar(task.input) as AsyncIterable<Buffer>) bytes += chunk.length;
   const cpu = process.cpuUsage(cpuBefore);
   return {
     bytes,
     cpuSeconds: (cpu.user + cpu.system) / 1e6,
     peakRssMiB: process.resourceUsage().maxRSS / 1024,
   };
-}
-
-/** Writes the synthetic tar to stdout (the generator process of dataset a). */
-async function generate(spec: string): Promise<void> {
-  const [files, variant] = spec.split(',').map(Number);
-  await pipeline(syntheticTar(files!, variant!), process.stdout);
 }
 
 // ---- orchestration ---------------------------------------------------------------------------
@@ -373,13 +360,8 @@ async function main(): Promise<void> {
       files: { type: 'string', default: '10000' },
       workers: { type: 'string' },
       memory: { type: 'string' },
-      generate: { type: 'string' },
     },
   });
-  if (values.generate !== undefined) {
-    await generate(values.generate);
-    return;
-  }
   if (values.child !== undefined) {
     const task = JSON.parse(values.child) as ChildTask;
     const result = task.mode === 'input' ? await runInputChild(task) : await runChild(task);
@@ -394,12 +376,14 @@ async function main(): Promise<void> {
   const datasets = values.dataset === 'both' ? (['a', 'b'] as const) : ([values.dataset] as ('a' | 'b')[]);
   const backends = values.backend === 'both' ? ['directory', 's3'] : [values.backend];
 
-  // Warm the page cache so (b) measures the store, not the disk.
-  if (datasets.includes('b')) {
-    const warm = usrShareTar();
-    await pipeline(warm.stream, new Writable({ write: (_c, _e, cb) => cb() }));
-    await warm.done;
+  // The inputs, written once before any measurement (and so in the page cache).
+  const inputDir = await mkdtemp(join(tmpdir(), 'stevedore-bench-input-'));
+  const inputs = { a: join(inputDir, 'synthetic.tar'), changed: join(inputDir, 'synthetic-1pc.tar'), b: join(inputDir, 'usr-share.tar') };
+  if (datasets.includes('a')) {
+    await writeSyntheticTar(files, 0, inputs.a);
+    await writeSyntheticTar(files, 1, inputs.changed);
   }
+  if (datasets.includes('b')) await writeUsrShareTar(inputs.b);
   console.log(
     `load average ${loadavg()
       .map((l) => l.toFixed(1))
@@ -407,6 +391,20 @@ async function main(): Promise<void> {
         ' ',
       )} on ${availableParallelism()} cores; store limiter: ${limiter.workers ?? availableParallelism()} workers, ${(limiter.memoryBytes ?? DEFAULT_MEMORY_BYTES) / MiB} MiB of blocks`,
   );
+  try {
+    await measureAll(backends, datasets, files, limiter, inputs);
+  } finally {
+    await rm(inputDir, { recursive: true, force: true });
+  }
+}
+
+async function measureAll(
+  backends: readonly string[],
+  datasets: readonly ('a' | 'b')[],
+  files: number,
+  limiter: LimiterOptions,
+  inputs: { readonly a: string; readonly changed: string; readonly b: string },
+): Promise<void> {
   for (const name of backends) {
     for (const dataset of datasets) {
       let backend: BackendConfig;
@@ -434,7 +432,10 @@ async function main(): Promise<void> {
       }
       try {
         const label = dataset === 'a' ? `synthetic ${files} x 200 KiB` : 'tar of /usr/share';
-        const task = { backend, dataset, files, limiter } as const;
+        const task: Omit<ChildTask, 'mode'> =
+          dataset === 'a'
+            ? { backend, dataset, input: inputs.a, changedInput: inputs.changed, limiter }
+            : { backend, dataset, input: inputs.b, limiter };
         const result = await inChild<ChildResult>({ ...task, mode: 'store' });
         const input = await inChild<InputResult>({ ...task, mode: 'input' });
         console.log(format(name, label, result, input));

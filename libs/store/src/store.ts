@@ -284,15 +284,6 @@ export class Store {
     return this.#listRecords(PREFIX.layers, decodeLayerRecord, options);
   }
 
-  /**
-   * Deletes a layer record: the layer stops being visible. Its objects stay (they may be shared;
-   * garbage collection is not implemented yet).
-   */
-  async deleteLayer(diffID: DiffID, options: Signal = {}): Promise<void> {
-    await this.backend.delete(layerKey(diffID), options);
-    await this.backend.sync();
-  }
-
   /** The exact tar of a stored layer; the stream errors if the rebuilt bytes do not hash to `diffID`. */
   async openLayer(diffID: DiffID, options: Signal = {}): Promise<Readable> {
     const layer = await this.#requireLayer(diffID, options);
