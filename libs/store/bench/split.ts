@@ -378,7 +378,11 @@ async function main(): Promise<void> {
 
   // The inputs, written once before any measurement (and so in the page cache).
   const inputDir = await mkdtemp(join(tmpdir(), 'stevedore-bench-input-'));
-  const inputs = { a: join(inputDir, 'synthetic.tar'), changed: join(inputDir, 'synthetic-1pc.tar'), b: join(inputDir, 'usr-share.tar') };
+  const inputs = {
+    a: join(inputDir, 'synthetic.tar'),
+    changed: join(inputDir, 'synthetic-1pc.tar'),
+    b: join(inputDir, 'usr-share.tar'),
+  };
   if (datasets.includes('a')) {
     await writeSyntheticTar(files, 0, inputs.a);
     await writeSyntheticTar(files, 1, inputs.changed);

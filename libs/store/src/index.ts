@@ -31,6 +31,7 @@ export type {
 } from './records.ts';
 export {
   countBytes,
+  DIRECT_WRITE_SLACK,
   diffStats,
   listAll,
   newStats,

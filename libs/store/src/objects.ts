@@ -10,7 +10,7 @@
 import { digestHex, digestOf } from '@stevedore/oci';
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { listAll, type Backend } from './backend/backend.ts';
+import { DIRECT_WRITE_SLACK, listAll, type Backend } from './backend/backend.ts';
 import { CorruptObjectError, ObjectNotFoundError } from './errors.ts';
 import { indexKey, indexListCursor, packKey, parseIndexKey, PREFIX } from './layout.ts';
 import type { Limiter } from './limiter.ts';
@@ -308,13 +308,27 @@ export class ObjectWriter {
     this.#free = [];
   }
 
+  /**
+   * A pack buffer from the limiter's pool: a view the backend writes without the page cache where
+   * it can (backend.ts directWriteView), else the whole buffer.
+   */
+  async #newPackBuffer(): Promise<Buffer> {
+    const { backend, limiter } = this.objects;
+    if (backend.directWriteView === undefined) return Buffer.from(limiter.buffers.take(PACK_CAPACITY));
+    const buffer = limiter.buffers.take(PACK_CAPACITY + DIRECT_WRITE_SLACK);
+    const view = await backend.directWriteView(buffer, PACK_CAPACITY);
+    return view === undefined
+      ? Buffer.from(buffer, 0, PACK_CAPACITY)
+      : Buffer.from(view.buffer, view.byteOffset, view.length);
+  }
+
   async #packWith(bytes: number): Promise<PackBuffer> {
     if (this.#current !== undefined && this.#current.used + bytes > this.#current.buf.length) this.#flush();
     if (this.#current === undefined) {
       let b = this.#free.pop();
       if (b === undefined && this.#allocated < PACK_BUFFERS) {
         this.#allocated++;
-        b = { buf: Buffer.from(this.objects.limiter.buffers.take(PACK_CAPACITY)), id: '', used: 0 };
+        b = { buf: await this.#newPackBuffer(), id: '', used: 0 };
       }
       while (b === undefined) {
         await new Promise<void>((resolve) => this.#waitingForBuffer.push(resolve));

@@ -4,7 +4,7 @@
  */
 import { digestOf, parseDiffID, parseMediaType, parseReference, type Digest } from '@stevedore/oci';
 import '@stevedore/testing';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +15,8 @@ import { afterAll, describe, expect, inject, it } from 'vitest';
 import {
   CorruptObjectError,
   DigestMismatchError,
+  DIRECT_WRITE_SLACK,
+  DirectoryBackend,
   diffStats,
   listAll,
   MalformedTarError,
@@ -647,5 +649,27 @@ describe('directory backend', () => {
       MalformedTarError,
     );
     expect(await readdir(join(path, '.tmp'))).toEqual([]);
+  });
+
+  it('writes direct-write views exactly, whatever their length, and leaves no probe file', async () => {
+    const path = await tempDir('stevedore-store-');
+    const backend = await DirectoryBackend.open(path);
+    const length = 3 * 4096 + 100;
+    const buffer = new ArrayBuffer(length + DIRECT_WRITE_SLACK);
+    const view = await backend.directWriteView(buffer, length);
+    // The temp dir is on ext4 here (Linux, O_DIRECT): the view must be usable.
+    expect(view).toBeInstanceOf(Uint8Array);
+    expect(view!.length).toBe(length);
+    expect(await backend.directWriteView(buffer, length)).toEqual(view); // the same place again
+    const bytes = randomBytes(length);
+    for (const n of [1, 4095, 4096, 4097, length]) {
+      view!.set(bytes.subarray(0, n));
+      await backend.put(`packs/p${n}`, view!.subarray(0, n));
+      expect(await backend.getBytes(`packs/p${n}`)).toEqual(bytes.subarray(0, n));
+    }
+    expect(await readdir(join(path, '.tmp'))).toEqual([]);
+    await expect(backend.directWriteView(new ArrayBuffer(length), length)).rejects.toThrow(
+      /DIRECT_WRITE_SLACK/,
+    );
   });
 });

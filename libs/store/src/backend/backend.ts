@@ -68,6 +68,12 @@ export interface PutOptions {
   readonly size?: number;
 }
 
+/**
+ * Extra bytes a caller allocates for {@link Backend.directWriteView}: room to align the view's
+ * start and to round its end up to the alignment of direct I/O.
+ */
+export const DIRECT_WRITE_SLACK = 8192;
+
 export interface GetOptions {
   readonly signal?: AbortSignal;
   readonly range?: ByteRange;
@@ -101,6 +107,13 @@ export interface Backend {
   delete(key: string, options?: { signal?: AbortSignal }): Promise<void>;
   sync(): Promise<void>;
   close(): Promise<void>;
+  /**
+   * A view of `length` bytes of `buffer` (allocated with `length + DIRECT_WRITE_SLACK` bytes) that
+   * {@link Backend.put} writes without the page cache, or undefined where the backend cannot. For
+   * data written once and not read back soon (packs). The view's place in `buffer` is fixed: ask
+   * once per buffer and keep the view.
+   */
+  directWriteView?(buffer: ArrayBuffer, length: number): Promise<Uint8Array | undefined>;
 }
 
 /** Default page size of {@link listAll} (S3's maximum). */

@@ -10,9 +10,17 @@
  * that is a few dozen fsyncs per layer. We prefer it to `syncfs(2)` (`sync --file-system`), which
  * Node does not expose and which would also flush other tenants' dirty data on a shared
  * filesystem; the store calls `sync` once per commit step (docs/store-format.md "Durability").
+ *
+ * Packs bypass the page cache (O_DIRECT) where the filesystem allows it: they are written once and
+ * read back rarely, and on the VMs measured here a buffered write cost 1.5-3 CPU-s per GB in the
+ * kernel (page cache pages the hypervisor maps on first touch) against 0.15 for a direct write.
+ * Direct I/O needs the buffer's address, the length and the file offset aligned to the device's
+ * block: the store allocates pack buffers with slack and asks {@link DirectoryBackend.directWriteView}
+ * for an aligned view (found by probing: the kernel refuses a misaligned buffer with EINVAL before
+ * any I/O). The last block is written whole and the file truncated to the pack's length.
  */
 import { randomUUID } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { constants as fsConstants, createWriteStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -21,6 +29,7 @@ import { isPassThrough, ObjectNotFoundError } from '../errors.ts';
 import { STREAM_CHUNK_BYTES } from '../limiter.ts';
 import {
   countBytes,
+  DIRECT_WRITE_SLACK,
   newStats,
   type Backend,
   type BackendStats,
@@ -33,6 +42,16 @@ import {
 
 /** Temporary files live here, inside the root so renames stay on one filesystem. */
 const TMP_DIR = '.tmp';
+/**
+ * Alignment of direct writes: buffer address, length and file offset. 4096 covers disks with 512
+ * and 4096-byte logical blocks; larger ones fail the probe and writes stay buffered.
+ */
+const DIRECT_ALIGN = 4096;
+/** Steps of the alignment probe (allocations are at least 16-byte aligned). */
+const PROBE_STEP = 16;
+/** O_DIRECT where the platform has it (Linux); 0 elsewhere disables direct writes. */
+const O_DIRECT = fsConstants.O_DIRECT ?? 0;
+const DIRECT_WRITE_FLAGS = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | O_DIRECT;
 /** fsyncs issued at once by `sync` (they queue on the libuv pool anyway). */
 const SYNC_CONCURRENCY = 8;
 const SAFE_KEY = /^[A-Za-z0-9._~:@%+=,[\]-]+(\/[A-Za-z0-9._~:@%+=,[\]-]+)*$/;
@@ -59,6 +78,10 @@ export class DirectoryBackend implements Backend {
   #knownDirs = new Set<string>();
   #dirtyFiles = new Set<string>();
   #dirtyDirs = new Set<string>();
+  /** Buffers with an aligned view: the view's offset in the buffer. */
+  #directViews = new WeakMap<ArrayBufferLike, number>();
+  /** False once the filesystem refused O_DIRECT. */
+  #directWrites = O_DIRECT !== 0;
 
   private constructor(root: string) {
     this.root = root;
@@ -82,7 +105,11 @@ export class DirectoryBackend implements Backend {
     const tmp = join(this.root, TMP_DIR, randomUUID());
     this.stats.requests.PUT++;
     try {
-      if (body instanceof Uint8Array) {
+      if (body instanceof Uint8Array && this.#directViews.get(body.buffer) === body.byteOffset) {
+        options.signal?.throwIfAborted();
+        await writeDirect(tmp, body);
+        this.stats.bytesWritten += body.length;
+      } else if (body instanceof Uint8Array) {
         await writeFile(tmp, body, { signal: options.signal });
         this.stats.bytesWritten += body.length;
       } else {
@@ -99,6 +126,53 @@ export class DirectoryBackend implements Backend {
     }
     this.#dirtyFiles.add(final);
     this.#dirtyDirs.add(dirname(final));
+  }
+
+  async directWriteView(buffer: ArrayBuffer, length: number): Promise<Uint8Array | undefined> {
+    if (buffer.byteLength < length + DIRECT_WRITE_SLACK) {
+      throw new Error(
+        `directWriteView: ${buffer.byteLength} bytes is less than ${length} + DIRECT_WRITE_SLACK`,
+      );
+    }
+    if (!this.#directWrites) return undefined;
+    let at = this.#directViews.get(buffer);
+    if (at === undefined) {
+      at = await this.#probeAlignment(buffer);
+      if (at === undefined) return undefined;
+      this.#directViews.set(buffer, at);
+    }
+    return new Uint8Array(buffer, at, length);
+  }
+
+  /**
+   * The first offset of `buffer` whose address suits a direct write, found by trying: the kernel
+   * checks the alignment before any I/O (EINVAL). Undefined (and direct writes off for this
+   * backend) when the filesystem refuses O_DIRECT or no offset works.
+   */
+  async #probeAlignment(buffer: ArrayBuffer): Promise<number | undefined> {
+    const probe = join(this.root, TMP_DIR, `${randomUUID()}.probe`);
+    let fh: FileHandle;
+    try {
+      fh = await open(probe, DIRECT_WRITE_FLAGS, 0o600);
+    } catch {
+      this.#directWrites = false; // tmpfs before Linux 6.6, some network filesystems
+      return undefined;
+    }
+    try {
+      for (let at = 0; at < DIRECT_ALIGN; at += PROBE_STEP) {
+        try {
+          await fh.write(new Uint8Array(buffer, at, DIRECT_ALIGN), 0, DIRECT_ALIGN, 0);
+          return at;
+        } catch (err) {
+          if (!isErrno(err, 'EINVAL')) break;
+        }
+      }
+      this.#directWrites = false;
+      return undefined;
+    } finally {
+      await fh.close();
+      await rm(probe, { force: true });
+    }
   }
 
   async get(key: string, options: GetOptions = {}): Promise<Readable> {
@@ -257,6 +331,28 @@ export class DirectoryBackend implements Backend {
       for (let d = dir; d.length >= first.length; d = dirname(d)) this.#dirtyDirs.add(dirname(d));
     }
     this.#knownDirs.add(dir);
+  }
+}
+
+/**
+ * Writes `body` (an aligned view from {@link DirectoryBackend.directWriteView}) to a new file with
+ * O_DIRECT: whole blocks, the last one past the body's end, then truncated to the body's length.
+ */
+async function writeDirect(path: string, body: Uint8Array): Promise<void> {
+  const padded = Math.ceil(body.length / DIRECT_ALIGN) * DIRECT_ALIGN;
+  // Within the buffer: views are made with DIRECT_WRITE_SLACK bytes after them.
+  const blocks = new Uint8Array(body.buffer, body.byteOffset, padded);
+  const fh = await open(path, DIRECT_WRITE_FLAGS, 0o644);
+  try {
+    let written = 0;
+    while (written < padded) {
+      const { bytesWritten } = await fh.write(blocks, written, padded - written, written);
+      if (bytesWritten === 0) throw new Error(`direct write of ${path} stopped at ${written} bytes`);
+      written += bytesWritten;
+    }
+    if (padded !== body.length) await fh.truncate(body.length);
+  } finally {
+    await fh.close();
   }
 }
 
