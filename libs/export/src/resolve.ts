@@ -30,6 +30,7 @@ import type { ExportFormat } from './options.ts';
 export type ExportStore = Pick<
   Store,
   | 'blobPolicy'
+  | 'limiter'
   | 'backend'
   | 'getReference'
   | 'getImage'

@@ -10,8 +10,8 @@
  * Up to `concurrency` layers are rebuilt and compressed at once (zlib runs on the libuv pool, the
  * store's rebuild on its worker threads); the pack takes them one after the other. Memory is
  * bounded by the number of layers in flight times their buffers, whatever the layers' sizes. The
- * archive's sha256 and size are computed on the way out, each recompressed layer's digest and size
- * on its way in (against its variant record). Any failure destroys the output: a caller never sees
+ * archive's sha256 and size are computed on the way out (the sha256 on a worker thread), each
+ * recompressed layer's digest and size on its way in (against its variant record). Any failure destroys the output: a caller never sees
  * a clean end of a truncated archive.
  */
 import { Readable, Transform, type TransformCallback, type Writable } from 'node:stream';
@@ -19,6 +19,7 @@ import { pipeline } from 'node:stream/promises';
 import { pipeline as pipelineCallback } from 'node:stream';
 import { pack as tarPack, type Pack } from 'tar-stream';
 import { Digester, type DiffID, type Digest } from '@stevedore/oci';
+import { StreamHasher, type Limiter } from '@stevedore/store';
 import { compressorFor, recipeOf } from './codec.ts';
 import { LayerVariantMismatchError } from './errors.ts';
 import { DEFAULT_CONCURRENCY, type ExportPlan, type LayerMember } from './plan.ts';
@@ -218,32 +219,39 @@ async function writeEntry(
 
 /**
  * Counts and hashes the archive on its way out, and refuses to write past (or end short of) the
- * size announced in advance, so a Content-Length is never broken by a clean but wrong end.
+ * size announced in advance, so a Content-Length is never broken by a clean but wrong end. The
+ * sha256 runs on a worker of the store's pool (the event loop has the rest of the export to do).
  */
 class OutputMeter extends Transform {
-  readonly digester = new Digester();
+  readonly hasher: StreamHasher;
   readonly #expected: number | undefined;
   readonly #onProgress: ((bytes: number) => void) | undefined;
 
-  constructor(expected: number | undefined, onProgress: ((bytes: number) => void) | undefined) {
+  constructor(
+    limiter: Limiter,
+    expected: number | undefined,
+    onProgress: ((bytes: number) => void) | undefined,
+  ) {
     super();
+    this.hasher = new StreamHasher(limiter);
     this.#expected = expected;
     this.#onProgress = onProgress;
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    if (this.#expected !== undefined && this.digester.size + chunk.length > this.#expected) {
+    if (this.#expected !== undefined && this.hasher.size + chunk.length > this.#expected) {
       callback(new Error(`archive grew past its planned ${this.#expected} bytes`));
       return;
     }
-    this.digester.update(chunk);
-    this.#onProgress?.(this.digester.size);
-    callback(null, chunk);
+    this.hasher.update(chunk).then(() => {
+      this.#onProgress?.(this.hasher.size);
+      callback(null, chunk);
+    }, callback);
   }
 
   override _flush(callback: TransformCallback): void {
-    if (this.#expected !== undefined && this.digester.size !== this.#expected) {
-      callback(new Error(`archive ended at ${this.digester.size} bytes, planned ${this.#expected}`));
+    if (this.#expected !== undefined && this.hasher.size !== this.#expected) {
+      callback(new Error(`archive ended at ${this.hasher.size} bytes, planned ${this.#expected}`));
       return;
     }
     callback();
@@ -281,7 +289,7 @@ export async function writeArchive(
     (m) => openMember(store, m, signal),
     fail,
   );
-  const meter = new OutputMeter(plan.size, options.onProgress);
+  const meter = new OutputMeter(store.limiter, plan.size, options.onProgress);
   const stages = [
     Readable.from(pack, { objectMode: false }),
     ...(plan.archiveCompression === 'none' ? [] : compressorFor(recipeOf(plan.archiveCompression))),
@@ -303,11 +311,12 @@ export async function writeArchive(
   await Promise.all([feed().catch(fail), pipeline(stages, { signal }).catch(fail)]);
   if (failure !== undefined) {
     out.destroy(failure);
+    await meter.hasher.discard().catch(() => undefined);
     throw failure;
   }
   return {
-    digest: meter.digester.digest(),
-    size: meter.digester.size,
+    digest: await meter.hasher.digest(),
+    size: meter.hasher.size,
     tarSize: plan.tarSize,
     layers: layers.map((l) => ({ diffID: l.diffID, digest: l.digest, size: l.size })),
   };

@@ -3,19 +3,28 @@
  * thread, on one worker of the limiter's pool (chosen by the stream's number, so concurrent streams
  * spread over the workers), whose queue keeps the pieces in order. The caller names shared blocks
  * it filled (limiter.ts BlockPool): the bytes are not copied again, and the block goes back to the
- * pool once the worker has read it.
+ * pool once the worker has read it. Or the caller hands it bytes ({@link StreamHasher.update}): they
+ * are copied into a small ring of shared memory of the hasher's own (a copy costs a tenth of the
+ * hash it moves off the caller's thread).
  */
 import { parseDigest, type Digest } from '@stevedore/oci';
 import type { Limiter } from './limiter.ts';
-import type { DigestBlockRequest, DigestEndRequest } from './worker.ts';
+import type { DigestBlockRequest, DigestBytesRequest, DigestEndRequest } from './worker.ts';
 
 let nextStream = 1;
+/** Bytes per message of {@link StreamHasher.update}. */
+const RING_SLOT_BYTES = 1024 * 1024;
+/** Messages of {@link StreamHasher.update} in flight; then it waits. */
+const RING_SLOTS = 4;
 
 export class StreamHasher {
   readonly #limiter: Limiter;
   readonly #stream = nextStream++;
   #size = 0;
   #failure: unknown;
+  #ring: SharedArrayBuffer | undefined;
+  #freeSlots: number[] = [];
+  #slotWaiters: (() => void)[] = [];
 
   constructor(limiter: Limiter) {
     this.#limiter = limiter;
@@ -42,6 +51,44 @@ export class StreamHasher {
           throw err;
         },
       );
+  }
+
+  /**
+   * Adds `bytes`, after everything added before. Resolves once they are copied (the caller may
+   * reuse them); waits while {@link RING_SLOTS} messages are being hashed. A failure fails
+   * {@link StreamHasher.digest}.
+   */
+  async update(bytes: Uint8Array): Promise<void> {
+    if (this.#ring === undefined) {
+      this.#ring = new SharedArrayBuffer(RING_SLOT_BYTES * RING_SLOTS);
+      this.#freeSlots = Array.from({ length: RING_SLOTS }, (_, i) => i);
+    }
+    const ring = this.#ring;
+    for (let at = 0; at < bytes.length; at += RING_SLOT_BYTES) {
+      const piece = bytes.subarray(at, at + RING_SLOT_BYTES);
+      let slot = this.#freeSlots.pop();
+      while (slot === undefined) {
+        await new Promise<void>((resolve) => this.#slotWaiters.push(resolve));
+        slot = this.#freeSlots.pop();
+      }
+      const offset = slot * RING_SLOT_BYTES;
+      new Uint8Array(ring, offset, piece.length).set(piece);
+      this.#size += piece.length;
+      const free = (): void => {
+        this.#freeSlots.push(slot);
+        this.#slotWaiters.shift()?.();
+      };
+      this.#limiter.pool
+        .run<DigestBytesRequest>(
+          { op: 'digest-bytes', stream: this.#stream, buffer: ring, offset, length: piece.length },
+          [],
+          this.#stream,
+        )
+        .then(free, (err: unknown) => {
+          this.#failure ??= err;
+          free();
+        });
+    }
   }
 
   /** The sha256 of everything added (call once every update has settled). */

@@ -102,7 +102,9 @@ class SplitstreamWriter {
         callback(null, chunk);
       },
     });
-    const compressed = this.#input.pipe(createZstdCompress({ chunkSize: STREAM_CHUNK_BYTES })).on('error', (err) => hashing.destroy(err));
+    const compressed = this.#input
+      .pipe(createZstdCompress({ chunkSize: STREAM_CHUNK_BYTES }))
+      .on('error', (err) => hashing.destroy(err));
     compressed.pipe(hashing);
     this.#input.on('error', (err) => compressed.destroy(err));
     // Not under limiter.io: the upload lasts as long as the import and is paced by it. Holding an

@@ -31,7 +31,6 @@ export type {
 } from './records.ts';
 export {
   countBytes,
-  DIRECT_WRITE_SLACK,
   diffStats,
   listAll,
   newStats,
@@ -54,8 +53,18 @@ export {
   type VariantRecipe,
 } from './variants.ts';
 export { DirectoryBackend } from './backend/directory.ts';
+export {
+  alignUp,
+  DIRECT_ALIGN,
+  DIRECT_CREATE_FLAGS,
+  DIRECT_WRITE_SLACK,
+  O_DIRECT,
+  probeAlignment,
+  writeAll,
+} from './direct-io.ts';
 export type { ChecksumMode, S3BackendConfig } from './backend/s3.ts';
 export { Limiter, sharedLimiter, STREAM_CHUNK_BYTES, type LimiterOptions } from './limiter.ts';
+export { StreamHasher } from './hashing.ts';
 export {
   CorruptObjectError,
   DigestMismatchError,

@@ -10,7 +10,8 @@
 import { digestHex, digestOf } from '@stevedore/oci';
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { DIRECT_WRITE_SLACK, listAll, type Backend } from './backend/backend.ts';
+import { listAll, type Backend } from './backend/backend.ts';
+import { DIRECT_WRITE_SLACK } from './direct-io.ts';
 import { CorruptObjectError, ObjectNotFoundError } from './errors.ts';
 import { indexKey, indexListCursor, packKey, parseIndexKey, PREFIX } from './layout.ts';
 import type { Limiter } from './limiter.ts';

@@ -244,7 +244,10 @@ export interface AssembleRequest {
   readonly block: number;
   /** Per object, four numbers: position in the block, stored length, raw length, 1 for zstd (else 0). */
   readonly objects: Uint32Array;
-  /** The expected sha256 of each object, 32 bytes each. */
+  /**
+   * The expected sha256 of each object, 32 bytes each, to check each object against; empty when
+   * the caller checks the whole (a rebuilt layer against its diffID) instead.
+   */
   readonly hashes: Uint8Array;
 }
 
@@ -262,6 +265,24 @@ export interface DigestBlockRequest {
   readonly stream: number;
   readonly block: number;
   readonly length: number;
+}
+
+/**
+ * Feeds `length` bytes at `offset` of `buffer` (shared memory the caller filled and keeps until the
+ * answer) to the running hash of stream `stream`.
+ */
+export interface DigestBytesRequest {
+  readonly op: 'digest-bytes';
+  readonly id: number;
+  readonly stream: number;
+  readonly buffer: SharedArrayBuffer;
+  readonly offset: number;
+  readonly length: number;
+}
+
+export interface DigestBytesResponse {
+  readonly op: 'digest-bytes';
+  readonly id: number;
 }
 
 export interface DigestBlockResponse {
@@ -286,12 +307,13 @@ export interface DigestEndResponse {
 }
 
 export type WorkerRequest =
-  SplitRequest | AssembleRequest | VerifyRequest | DigestBlockRequest | DigestEndRequest;
+  SplitRequest | AssembleRequest | VerifyRequest | DigestBlockRequest | DigestBytesRequest | DigestEndRequest;
 export type WorkerResponse =
   | SplitResponse
   | AssembleResponse
   | VerifyResponse
   | DigestBlockResponse
+  | DigestBytesResponse
   | DigestEndResponse
   | { op: 'error'; id: number; message: string };
 
@@ -447,6 +469,7 @@ export function assemble(
     } else if (stored !== raw) {
       return bad(i, `${stored} bytes, expected ${raw}`);
     }
+    if (req.hashes.length === 0) continue;
     const actual = hash('sha256', areas.input.subarray(at, at + raw), 'buffer');
     const expected = req.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES);
     if (!actual.equals(expected)) return bad(i, `content hashes to sha256:${actual.toString('hex')}`);
@@ -461,6 +484,14 @@ export function digestBlock(
   const start = req.block * areas.blockBytes;
   streamDigest(req.stream).update(areas.input.subarray(start, start + req.length));
   return { response: { op: 'digest-block', id: req.id }, transfer: [] };
+}
+
+export function digestBytes(req: DigestBytesRequest): {
+  response: DigestBytesResponse;
+  transfer: ArrayBuffer[];
+} {
+  streamDigest(req.stream).update(new Uint8Array(req.buffer, req.offset, req.length));
+  return { response: { op: 'digest-bytes', id: req.id }, transfer: [] };
 }
 
 interface StreamDigest {
@@ -517,6 +548,8 @@ async function handle(
       return verify(req);
     case 'digest-block':
       return digestBlock(req, areas);
+    case 'digest-bytes':
+      return digestBytes(req);
     case 'digest-end':
       return digestEnd(req);
   }

@@ -453,6 +453,21 @@ describe.each(BACKENDS)('store on $name', (backend) => {
       }
     });
 
+    it('a flipped byte in a raw object fails openLayer at the diffID, and the second pass names the object', async () => {
+      const store = await freshStore();
+      const files = randomFiles(4242, 3, 100 * KiB); // incompressible: stored raw, no zstd frame to fail
+      const tar = await packTar(files);
+      const { diffID } = await store.importLayer(chunked(tar));
+      const [pack] = (await keys(store)).filter((k) => k.startsWith('packs/')).map((k) => k.split(' ')[0]!);
+      await flipByte(store, pack!, 100 * KiB + 10); // inside the second file's bytes
+      const err: unknown = await collect(await store.openLayer(diffID)).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(CorruptObjectError);
+      expect((err as CorruptObjectError).key).toBe(pack);
+      expect((err as Error).message).toContain(
+        `object sha256:${digestOf(files[1]!.content!).slice(7)} at offset ${100 * KiB}`,
+      );
+    });
+
     it('a flipped byte in a splitstream or a blob', async () => {
       const store = await freshStore();
       const tar = await packTar(randomFiles(6000, 5, 1000));

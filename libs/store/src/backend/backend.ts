@@ -68,12 +68,6 @@ export interface PutOptions {
   readonly size?: number;
 }
 
-/**
- * Extra bytes a caller allocates for {@link Backend.directWriteView}: room to align the view's
- * start and to round its end up to the alignment of direct I/O.
- */
-export const DIRECT_WRITE_SLACK = 8192;
-
 export interface GetOptions {
   readonly signal?: AbortSignal;
   readonly range?: ByteRange;

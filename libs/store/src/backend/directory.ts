@@ -11,25 +11,29 @@
  * Node does not expose and which would also flush other tenants' dirty data on a shared
  * filesystem; the store calls `sync` once per commit step (docs/store-format.md "Durability").
  *
- * Packs bypass the page cache (O_DIRECT) where the filesystem allows it: they are written once and
- * read back rarely, and on the VMs measured here a buffered write cost 1.5-3 CPU-s per GB in the
- * kernel (page cache pages the hypervisor maps on first touch) against 0.15 for a direct write.
- * Direct I/O needs the buffer's address, the length and the file offset aligned to the device's
- * block: the store allocates pack buffers with slack and asks {@link DirectoryBackend.directWriteView}
- * for an aligned view (found by probing: the kernel refuses a misaligned buffer with EINVAL before
- * any I/O). The last block is written whole and the file truncated to the pack's length.
+ * Packs bypass the page cache (O_DIRECT, direct-io.ts) where the filesystem allows it: they are
+ * written once and read back rarely. The store allocates pack buffers with slack and asks
+ * {@link DirectoryBackend.directWriteView} for an aligned view; `put` of such a view writes it
+ * directly, any other body through the page cache.
  */
 import { randomUUID } from 'node:crypto';
-import { constants as fsConstants, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { isPassThrough, ObjectNotFoundError } from '../errors.ts';
+import {
+  alignUp,
+  DIRECT_CREATE_FLAGS,
+  DIRECT_WRITE_SLACK,
+  O_DIRECT,
+  probeAlignment,
+  writeAll,
+} from '../direct-io.ts';
 import { STREAM_CHUNK_BYTES } from '../limiter.ts';
 import {
   countBytes,
-  DIRECT_WRITE_SLACK,
   newStats,
   type Backend,
   type BackendStats,
@@ -42,16 +46,6 @@ import {
 
 /** Temporary files live here, inside the root so renames stay on one filesystem. */
 const TMP_DIR = '.tmp';
-/**
- * Alignment of direct writes: buffer address, length and file offset. 4096 covers disks with 512
- * and 4096-byte logical blocks; larger ones fail the probe and writes stay buffered.
- */
-const DIRECT_ALIGN = 4096;
-/** Steps of the alignment probe (allocations are at least 16-byte aligned). */
-const PROBE_STEP = 16;
-/** O_DIRECT where the platform has it (Linux); 0 elsewhere disables direct writes. */
-const O_DIRECT = fsConstants.O_DIRECT ?? 0;
-const DIRECT_WRITE_FLAGS = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | O_DIRECT;
 /** fsyncs issued at once by `sync` (they queue on the libuv pool anyway). */
 const SYNC_CONCURRENCY = 8;
 const SAFE_KEY = /^[A-Za-z0-9._~:@%+=,[\]-]+(\/[A-Za-z0-9._~:@%+=,[\]-]+)*$/;
@@ -145,30 +139,23 @@ export class DirectoryBackend implements Backend {
   }
 
   /**
-   * The first offset of `buffer` whose address suits a direct write, found by trying: the kernel
-   * checks the alignment before any I/O (EINVAL). Undefined (and direct writes off for this
-   * backend) when the filesystem refuses O_DIRECT or no offset works.
+   * The aligned place of `buffer` for direct writes, probed on a scratch file in `.tmp/`.
+   * Undefined (and direct writes off for this backend) when the filesystem refuses O_DIRECT or no
+   * offset works.
    */
   async #probeAlignment(buffer: ArrayBuffer): Promise<number | undefined> {
     const probe = join(this.root, TMP_DIR, `${randomUUID()}.probe`);
     let fh: FileHandle;
     try {
-      fh = await open(probe, DIRECT_WRITE_FLAGS, 0o600);
+      fh = await open(probe, DIRECT_CREATE_FLAGS, 0o600);
     } catch {
       this.#directWrites = false; // tmpfs before Linux 6.6, some network filesystems
       return undefined;
     }
     try {
-      for (let at = 0; at < DIRECT_ALIGN; at += PROBE_STEP) {
-        try {
-          await fh.write(new Uint8Array(buffer, at, DIRECT_ALIGN), 0, DIRECT_ALIGN, 0);
-          return at;
-        } catch (err) {
-          if (!isErrno(err, 'EINVAL')) break;
-        }
-      }
-      this.#directWrites = false;
-      return undefined;
+      const at = await probeAlignment(fh, buffer).catch(() => undefined);
+      if (at === undefined) this.#directWrites = false;
+      return at;
     } finally {
       await fh.close();
       await rm(probe, { force: true });
@@ -336,20 +323,14 @@ export class DirectoryBackend implements Backend {
 
 /**
  * Writes `body` (an aligned view from {@link DirectoryBackend.directWriteView}) to a new file with
- * O_DIRECT: whole blocks, the last one past the body's end, then truncated to the body's length.
+ * O_DIRECT: whole blocks, the last one past the body's end (the view has slack after it), then
+ * truncated to the body's length.
  */
 async function writeDirect(path: string, body: Uint8Array): Promise<void> {
-  const padded = Math.ceil(body.length / DIRECT_ALIGN) * DIRECT_ALIGN;
-  // Within the buffer: views are made with DIRECT_WRITE_SLACK bytes after them.
-  const blocks = new Uint8Array(body.buffer, body.byteOffset, padded);
-  const fh = await open(path, DIRECT_WRITE_FLAGS, 0o644);
+  const padded = alignUp(body.length);
+  const fh = await open(path, DIRECT_CREATE_FLAGS, 0o644);
   try {
-    let written = 0;
-    while (written < padded) {
-      const { bytesWritten } = await fh.write(blocks, written, padded - written, written);
-      if (bytesWritten === 0) throw new Error(`direct write of ${path} stopped at ${written} bytes`);
-      written += bytesWritten;
-    }
+    await writeAll(fh, new Uint8Array(body.buffer, body.byteOffset, padded), 0);
     if (padded !== body.length) await fh.truncate(body.length);
   } finally {
     await fh.close();
