@@ -3,8 +3,8 @@
  * layer's recompressed digest and size can be recorded once and trusted by every later export
  * (docs/export.md), and one large layer still uses every core.
  *
- * The input is cut into fixed blocks ({@link Reblock}) compressed independently off the event loop
- * (gzip on the libuv thread pool with node:zlib's async one-shot functions, zstd below), at most
+ * The input is cut into fixed blocks ({@link Reblock}) compressed independently on the libuv
+ * thread pool (node:zlib's async one-shot functions: off the event loop), at most
  * {@link BLOCKS_IN_FLIGHT} per stream and {@link COMPRESS_SLOTS} in the process, and written in order:
  *
  * - gzip: one gzip member, as pigz writes it. Each {@link GZIP_BLOCK_BYTES} block is raw deflate at
@@ -12,11 +12,8 @@
  *   a single stream) and ended with a sync flush, the last one with the final block; then the CRC-32
  *   and length. Header without name, mtime 0, OS Unix: what Node's own gzip writes.
  * - zstd: one frame per {@link ZSTD_BLOCK_BYTES} block (a zstd stream may be several frames; every
- *   decoder reads them in sequence), level {@link ZSTD_LEVEL}, no checksum, compressed on the
- *   store's worker threads by a zstd context each keeps (@stevedore/store compressZstdFrame: about
- *   a fifth less CPU than Node's one-shot `zstdCompress`, which builds a context per call). Where
- *   this Node does not let workers keep a context, Node's one-shot function on the libuv pool, each
- *   frame with its content size; the two make other frames, so the recipe's codec name says which.
+ *   decoder reads them in sequence), level {@link ZSTD_LEVEL}, each with its content size, no
+ *   checksum.
  *
  * Why blocks: zstd's streaming output depends on how its input is cut into writes (measured: 4 KiB
  * and 60,000-byte writes give other frames than 64 KiB or 1 MiB ones), zstd's multithreaded
@@ -28,13 +25,7 @@ import { availableParallelism } from 'node:os';
 import { Transform, type TransformCallback } from 'node:stream';
 import { promisify } from 'node:util';
 import { constants, crc32, deflateRaw, zstdCompress, type ZlibOptions, type ZstdOptions } from 'node:zlib';
-import {
-  compressZstdFrame,
-  sharedLimiter,
-  zstdFramesAvailable,
-  type VariantCompression,
-  type VariantRecipe,
-} from '@stevedore/store';
+import type { VariantCompression, VariantRecipe } from '@stevedore/store';
 
 /** zlib's default: what docker and most registries' images use. */
 export const GZIP_LEVEL = 6;
@@ -54,8 +45,6 @@ export const BLOCKS_IN_FLIGHT = Math.min(4, availableParallelism());
  * prepared ahead share the cores): one per core plus one, so a core never waits for the next task.
  */
 export const COMPRESS_SLOTS = Math.min(4, availableParallelism()) + 1;
-/** The end of the codec name of zstd frames made by the store's workers' kept contexts. */
-const ZSTD_WORKER_CODEC = ' worker contexts';
 /** deflate's window: how much of the previous block primes the next one. */
 const DEFLATE_WINDOW = 32 * 1024;
 /** RFC 1952: ID1 ID2, CM deflate, FLG none, MTIME 0, XFL 0, OS 3 (Unix). */
@@ -164,10 +153,6 @@ export class BlockCompressor extends Transform {
 
   #launch(block: Buffer, last: boolean): void {
     const level = this.#recipe.level;
-    if (this.#recipe.compression === 'zstd' && this.#recipe.codec.endsWith(ZSTD_WORKER_CODEC)) {
-      this.#queue.push(slots.run(() => compressZstdFrame(sharedLimiter(), block, level)));
-      return;
-    }
     if (this.#recipe.compression === 'zstd') {
       this.#queue.push(
         slots.run(() =>
@@ -253,7 +238,7 @@ export function recipeOf(compression: VariantCompression): VariantRecipe {
       return {
         compression,
         level: ZSTD_LEVEL,
-        codec: `zstd ${process.versions.zstd ?? 'unknown'} frames ${ZSTD_BLOCK_BYTES}${zstdFramesAvailable() ? ZSTD_WORKER_CODEC : ''}`,
+        codec: `zstd ${process.versions.zstd ?? 'unknown'} frames ${ZSTD_BLOCK_BYTES}`,
       };
   }
 }

@@ -65,7 +65,6 @@ export {
 export type { ChecksumMode, S3BackendConfig } from './backend/s3.ts';
 export { Limiter, sharedLimiter, STREAM_CHUNK_BYTES, type LimiterOptions } from './limiter.ts';
 export { StreamHasher } from './hashing.ts';
-export { compressZstdFrame, zstdFramesAvailable } from './frames.ts';
 export {
   CorruptObjectError,
   DigestMismatchError,

@@ -285,27 +285,6 @@ export interface DigestBytesResponse {
   readonly id: number;
 }
 
-/**
- * Compresses the first `length` bytes of `data` (transferred) into one zstd frame at `level`, with
- * the worker's own context for that level (libs/export's zstd layer frames: the same bytes and
- * level always give the same frame; see {@link ZstdContext}).
- */
-export interface ZstdFrameRequest {
-  readonly op: 'zstd-frame';
-  readonly id: number;
-  readonly data: ArrayBuffer;
-  readonly length: number;
-  readonly level: number;
-}
-
-export interface ZstdFrameResponse {
-  readonly op: 'zstd-frame';
-  readonly id: number;
-  /** The frame is the first `length` bytes of `out`. */
-  readonly out: ArrayBuffer;
-  readonly length: number;
-}
-
 export interface DigestBlockResponse {
   readonly op: 'digest-block';
   readonly id: number;
@@ -328,20 +307,13 @@ export interface DigestEndResponse {
 }
 
 export type WorkerRequest =
-  | SplitRequest
-  | AssembleRequest
-  | VerifyRequest
-  | DigestBlockRequest
-  | DigestBytesRequest
-  | DigestEndRequest
-  | ZstdFrameRequest;
+  SplitRequest | AssembleRequest | VerifyRequest | DigestBlockRequest | DigestBytesRequest | DigestEndRequest;
 export type WorkerResponse =
   | SplitResponse
   | AssembleResponse
   | VerifyResponse
   | DigestBlockResponse
   | DigestBytesResponse
-  | ZstdFrameResponse
   | DigestEndResponse
   | { op: 'error'; id: number; message: string };
 
@@ -514,21 +486,6 @@ export function digestBlock(
   return { response: { op: 'digest-block', id: req.id }, transfer: [] };
 }
 
-/** Frame compressors by level (zstd-frame requests). */
-const frameCompressors = new Map<number, ZstdContext>();
-
-export function zstdFrame(req: ZstdFrameRequest): { response: ZstdFrameResponse; transfer: ArrayBuffer[] } {
-  let context = frameCompressors.get(req.level);
-  if (context === undefined) frameCompressors.set(req.level, (context = ZstdContext.compressor(req.level)));
-  // No fallback to zstdCompressSync: it makes other (valid) frames, and the caller's recipe names
-  // this way of compressing (libs/export codec.ts checks `available` before asking).
-  if (!context.available) throw new Error('zstd context not available in this Node version');
-  const out = new Uint8Array(compressBound(req.length));
-  const length = context.process(new Uint8Array(req.data, 0, req.length), out);
-  if (length < 0) throw new Error(`zstd frame of ${req.length} bytes did not fit its bound`);
-  return { response: { op: 'zstd-frame', id: req.id, out: out.buffer, length }, transfer: [out.buffer] };
-}
-
 export function digestBytes(req: DigestBytesRequest): {
   response: DigestBytesResponse;
   transfer: ArrayBuffer[];
@@ -593,8 +550,6 @@ async function handle(
       return digestBlock(req, areas);
     case 'digest-bytes':
       return digestBytes(req);
-    case 'zstd-frame':
-      return zstdFrame(req);
     case 'digest-end':
       return digestEnd(req);
   }
