@@ -4,7 +4,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,7 +13,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { RegistryClient, parseReference } from '@stevedore/oci';
 import { buildImageFromTrees, generateTree, pushImage, type FixtureImage } from '@stevedore/testing';
 
-const CLI = fileURLToPath(new URL('./main.ts', import.meta.url));
+/** The `stevedore` command as installed (package.json bin): the launcher, then main.ts. */
+const CLI = fileURLToPath(new URL('../bin/stevedore.mjs', import.meta.url));
 const run = promisify(execFile);
 
 interface Result {
@@ -54,6 +55,7 @@ describe('stevedore CLI', () => {
       HOME: home,
       STEVEDORE_HOME: join(home, '.stevedore'),
       STEVEDORE_API_TOKEN: 'cli-test-token-0123456789',
+      NODE_COMPILE_CACHE: join(home, 'node-compile-cache'),
     };
     stack = spawn(process.execPath, [CLI, 'stack'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     stack.stdout?.on('data', (chunk: Buffer) => {
@@ -124,6 +126,17 @@ describe('stevedore CLI', () => {
     );
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/^stevedore: pull .*cli\/hello:nope failed: pull .*MANIFEST_UNKNOWN/);
+  });
+
+  it("turns on Node's compile cache itself (bin/stevedore.mjs), in the temp dir by default", async () => {
+    // No NODE_COMPILE_CACHE: node would not cache by itself; the launcher turns the cache on.
+    const tmp = join(home, 'tmp');
+    await mkdir(tmp);
+    const r = await stevedore(['--help'], { ...env, NODE_COMPILE_CACHE: undefined, TMPDIR: tmp });
+    expect(r.code).toBe(0);
+    const cached = await readdir(join(tmp, 'node-compile-cache'), { recursive: true });
+    // One directory per Node version and one entry per module: main.ts and the modules it loads.
+    expect(cached.length).toBeGreaterThan(5);
   });
 
   it('refuses bad usage with exit code 2', async () => {

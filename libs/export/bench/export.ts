@@ -26,7 +26,7 @@ import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/p
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { openStore } from '@stevedore/store';
+import { compileCacheEnv, openStore } from '@stevedore/store';
 import {
   buildImage,
   containerdConfig,
@@ -191,8 +191,10 @@ async function runChild(request: ChildRequest): Promise<void> {
 }
 
 async function spawnChild(request: ChildRequest): Promise<ChildResult> {
+  // Started as stevedore's processes are (with Node's compile cache: see compileCacheEnv).
   const child = spawn(process.execPath, [THIS_FILE, '--child', JSON.stringify(request)], {
     stdio: ['ignore', 'pipe', 'inherit'],
+    env: compileCacheEnv(),
   });
   let out = '';
   child.stdout.on('data', (c: Buffer) => (out += c.toString('utf8')));

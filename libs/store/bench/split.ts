@@ -43,7 +43,7 @@ import {
   type LimiterOptions,
   type Store,
 } from '../src/index.ts';
-import { DEFAULT_MEMORY_BYTES, STREAM_CHUNK_BYTES } from '../src/limiter.ts';
+import { compileCacheEnv, DEFAULT_MEMORY_BYTES, STREAM_CHUNK_BYTES } from '../src/limiter.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -295,8 +295,10 @@ async function runInputChild(task: ChildTask): Promise<InputResult> {
 const SELF = fileURLToPath(import.meta.url);
 
 async function inChild<R>(task: ChildTask): Promise<R> {
+  // Started as stevedore's processes are (with Node's compile cache: limiter.ts compileCacheEnv).
   const child = spawn(process.execPath, [SELF, '--child', JSON.stringify(task)], {
     stdio: ['ignore', 'pipe', 'inherit'],
+    env: compileCacheEnv(),
   });
   let out = '';
   child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));

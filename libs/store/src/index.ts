@@ -63,7 +63,13 @@ export {
   writeAll,
 } from './direct-io.ts';
 export type { ChecksumMode, S3BackendConfig } from './backend/s3.ts';
-export { Limiter, sharedLimiter, STREAM_CHUNK_BYTES, type LimiterOptions } from './limiter.ts';
+export {
+  compileCacheEnv,
+  Limiter,
+  sharedLimiter,
+  STREAM_CHUNK_BYTES,
+  type LimiterOptions,
+} from './limiter.ts';
 export { StreamHasher } from './hashing.ts';
 export {
   CorruptObjectError,

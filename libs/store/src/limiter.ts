@@ -17,7 +17,8 @@
  * - Sequential hashing (a layer's diffID: one hash over the whole stream, in order) runs in the
  *   pool too, pinned to one worker so its blocks are hashed in order.
  */
-import { availableParallelism } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { WorkerRequest, WorkerResponse, WorkerSetup } from './worker.ts';
 
@@ -61,6 +62,15 @@ const { enableCompileCache, flushCompileCache } = require('node:module');
 enableCompileCache();
 import(${JSON.stringify(new URL('./worker.ts', import.meta.url).href)}).then(() => flushCompileCache());
 `;
+
+/**
+ * `env` with NODE_COMPILE_CACHE set (to Node's default directory when unset): the environment of a
+ * child Node process that should start as stevedore's own processes do (apps/cli/bin/stevedore.mjs,
+ * the Dockerfile), loading its TypeScript from the compile cache instead of loading the stripper.
+ */
+export function compileCacheEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  return { ...env, NODE_COMPILE_CACHE: env.NODE_COMPILE_CACHE ?? join(tmpdir(), 'node-compile-cache') };
+}
 
 export interface LimiterOptions {
   /**

@@ -41,7 +41,7 @@ import {
 } from '@stevedore/testing';
 
 const STATUS_INTERVAL_MS = 250;
-const CLI = fileURLToPath(new URL('../../../apps/cli/src/main.ts', import.meta.url));
+const CLI = fileURLToPath(new URL('../../../apps/cli/bin/stevedore.mjs', import.meta.url));
 const run = promisify(execFile);
 const MB = 1000 * 1000;
 /** 24 random bytes: a 32-character API token. */

@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 
 const APPS = fileURLToPath(new URL('../../../', import.meta.url));
 const API_MAIN = `${APPS}api/src/main.ts`;
-const CLI_MAIN = `${APPS}cli/src/main.ts`;
+const CLI_MAIN = `${APPS}cli/bin/stevedore.mjs`;
 const DEFAULT_REDIS_PORT = 6379;
 const DEFAULT_API_PORT = 8080;
 /** 24 random bytes: a 32-character token, over the API's 16-character minimum. */

@@ -8,7 +8,7 @@ import { killGroup, spawnManaged, type ManagedProcess } from '../stack/process.t
 
 /** The repository root, from this file's place in libs/testing/src/cluster. */
 const REPO_ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
-const CLI = `${REPO_ROOT}apps/cli/src/main.ts`;
+const CLI = `${REPO_ROOT}apps/cli/bin/stevedore.mjs`;
 /** A worker process is up once it logs this (libs/pipeline host.ts). */
 const STARTED = /"msg":"workers started"/;
 /** Type stripping needs no transpile step, but Node 24 still loads a few hundred modules. */
