@@ -14,14 +14,7 @@ import { once } from 'node:events';
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
-import {
-  alignUp,
-  DIRECT_CREATE_FLAGS,
-  DIRECT_WRITE_SLACK,
-  O_DIRECT,
-  probeAlignment,
-  writeAll,
-} from '@stevedore/store';
+import { alignUp, DIRECT_WRITE_SLACK, openDirect, probeAlignment, writeAll } from '@stevedore/store';
 import type { ExportPlan } from './plan.ts';
 import type { ExportStore } from './resolve.ts';
 import { writeArchive, type ArchiveResult, type WriteOptions } from './writer.ts';
@@ -60,21 +53,16 @@ export class ArchiveFileWriter extends Writable {
 
   async #open(): Promise<void> {
     const buffers = Array.from({ length: STAGES }, () => new ArrayBuffer(STAGE_BYTES + DIRECT_WRITE_SLACK));
-    if (O_DIRECT !== 0) {
-      try {
-        this.#fh = await open(this.path, DIRECT_CREATE_FLAGS, 0o644);
-        for (const buffer of buffers) {
-          const at = await probeAlignment(this.#fh, buffer);
-          if (at === undefined) throw new Error('no aligned place for direct writes');
-          this.#stages.push(new Uint8Array(buffer, at, STAGE_BYTES));
-        }
+    this.#fh = await openDirect(this.path, 0o644);
+    if (this.#fh !== undefined) {
+      const places = [];
+      for (const buffer of buffers) places.push(await probeAlignment(this.#fh, buffer));
+      if (places.every((at) => at !== undefined)) {
+        places.forEach((at, i) => this.#stages.push(new Uint8Array(buffers[i]!, at, STAGE_BYTES)));
         this.#direct = true;
-      } catch (err) {
-        // Refused by the filesystem (EINVAL), or no alignment found: write through the page cache.
-        if (this.#fh === undefined && (err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
-        await this.#fh?.close();
-        this.#fh = undefined;
-        this.#stages.length = 0;
+      } else {
+        // No aligned place (a device block larger than DIRECT_ALIGN): write through the page cache.
+        await this.#fh.close();
         await rm(this.path, { force: true });
       }
     }

@@ -11,8 +11,8 @@
  * store's rebuild on its worker threads); the pack takes them one after the other. Memory is
  * bounded by the number of layers in flight times their buffers, whatever the layers' sizes. The
  * archive's sha256 and size are computed on the way out (the sha256 on a worker thread), each
- * recompressed layer's digest and size on its way in (against its variant record). Any failure destroys the output: a caller never sees
- * a clean end of a truncated archive.
+ * recompressed layer's digest and size on its way in (against its variant record). Any failure
+ * destroys the output: a caller never sees a clean end of a truncated archive.
  */
 import { Readable, Transform, type TransformCallback, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';

@@ -10,7 +10,7 @@
  * truncate the file to its length.
  */
 import { constants } from 'node:fs';
-import type { FileHandle } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 
 /**
  * Alignment of direct writes: buffer address, length and file offset. 4096 covers disks with 512
@@ -25,9 +25,24 @@ export const DIRECT_WRITE_SLACK = 2 * DIRECT_ALIGN;
 /** Steps of the alignment probe (allocations are at least 16-byte aligned). */
 const PROBE_STEP = 16;
 /** O_DIRECT where the platform has it (Linux); 0 elsewhere (no direct writes). */
-export const O_DIRECT: number = constants.O_DIRECT ?? 0;
+const O_DIRECT: number = constants.O_DIRECT ?? 0;
 /** Flags of a new file written directly (fails if the file exists). */
-export const DIRECT_CREATE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | O_DIRECT;
+const DIRECT_CREATE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | O_DIRECT;
+
+/**
+ * Creates `path` (it must not exist) for direct writes. Undefined where direct I/O is refused: the
+ * platform has no O_DIRECT, or the filesystem rejects it (EINVAL: tmpfs before Linux 6.6, some
+ * network filesystems). Other errors (the file exists, no permission) are thrown.
+ */
+export async function openDirect(path: string, mode: number): Promise<FileHandle | undefined> {
+  if (O_DIRECT === 0) return undefined;
+  try {
+    return await open(path, DIRECT_CREATE_FLAGS, mode);
+  } catch (err) {
+    if (isEinval(err)) return undefined;
+    throw err;
+  }
+}
 
 /** `n` rounded up to {@link DIRECT_ALIGN}. */
 export function alignUp(n: number): number {

@@ -56,9 +56,8 @@ export { DirectoryBackend } from './backend/directory.ts';
 export {
   alignUp,
   DIRECT_ALIGN,
-  DIRECT_CREATE_FLAGS,
   DIRECT_WRITE_SLACK,
-  O_DIRECT,
+  openDirect,
   probeAlignment,
   writeAll,
 } from './direct-io.ts';

@@ -12,17 +12,30 @@ export function parseVmHWM(status: string): number | undefined {
   return match === null ? undefined : Number(match[1]) * KiB;
 }
 
+/**
+ * /proc/PID/`file` parsed by `parse`. Throws, naming the pid and `what`, when it cannot be read
+ * (not Linux, or the process is gone) or parsed.
+ */
+async function readProc<T>(
+  pid: number,
+  file: 'status' | 'stat',
+  what: string,
+  parse: (text: string) => T | undefined,
+): Promise<T> {
+  let text: string;
+  try {
+    text = await readFile(`/proc/${pid}/${file}`, 'utf8');
+  } catch (err) {
+    throw new Error(`cannot read the ${what} of pid ${pid}`, { cause: err });
+  }
+  const value = parse(text);
+  if (value === undefined) throw new Error(`/proc/${pid}/${file} has no ${what}`);
+  return value;
+}
+
 /** Peak RSS of `pid` in MiB. Throws, naming the pid, when it cannot be read (not Linux, or gone). */
 export async function peakRssMiB(pid: number): Promise<number> {
-  let status: string;
-  try {
-    status = await readFile(`/proc/${pid}/status`, 'utf8');
-  } catch (err) {
-    throw new Error(`cannot read the peak RSS of pid ${pid}`, { cause: err });
-  }
-  const bytes = parseVmHWM(status);
-  if (bytes === undefined) throw new Error(`/proc/${pid}/status has no VmHWM line`);
-  return bytes / MiB;
+  return (await readProc(pid, 'status', 'peak RSS', parseVmHWM)) / MiB;
 }
 
 /** Clock ticks per second of /proc/PID/stat times (USER_HZ: 100 on every Linux architecture). */
@@ -37,7 +50,10 @@ export function parseCpuTicks(stat: string): number | undefined {
   const end = stat.lastIndexOf(')');
   if (end < 0) return undefined;
   // After ") ": field 3 (state) is index 0, so utime (14) is index 11 and stime (15) index 12.
-  const fields = stat.slice(end + 2).trim().split(' ');
+  const fields = stat
+    .slice(end + 2)
+    .trim()
+    .split(' ');
   const [utime, stime] = [fields[11], fields[12]];
   if (utime === undefined || stime === undefined || !/^\d+$/.test(utime) || !/^\d+$/.test(stime))
     return undefined;
@@ -46,13 +62,5 @@ export function parseCpuTicks(stat: string): number | undefined {
 
 /** CPU seconds `pid` has used so far (all its threads). Throws, naming the pid, when unreadable. */
 export async function cpuSeconds(pid: number): Promise<number> {
-  let stat: string;
-  try {
-    stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  } catch (err) {
-    throw new Error(`cannot read the CPU time of pid ${pid}`, { cause: err });
-  }
-  const ticks = parseCpuTicks(stat);
-  if (ticks === undefined) throw new Error(`/proc/${pid}/stat is not a stat line`);
-  return ticks / USER_HZ;
+  return (await readProc(pid, 'stat', 'CPU time', parseCpuTicks)) / USER_HZ;
 }

@@ -23,14 +23,7 @@ import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { isPassThrough, ObjectNotFoundError } from '../errors.ts';
-import {
-  alignUp,
-  DIRECT_CREATE_FLAGS,
-  DIRECT_WRITE_SLACK,
-  O_DIRECT,
-  probeAlignment,
-  writeAll,
-} from '../direct-io.ts';
+import { alignUp, DIRECT_WRITE_SLACK, openDirect, probeAlignment, writeAll } from '../direct-io.ts';
 import { STREAM_CHUNK_BYTES } from '../limiter.ts';
 import {
   countBytes,
@@ -75,7 +68,7 @@ export class DirectoryBackend implements Backend {
   /** Buffers with an aligned view: the view's offset in the buffer. */
   #directViews = new WeakMap<ArrayBufferLike, number>();
   /** False once the filesystem refused O_DIRECT. */
-  #directWrites = O_DIRECT !== 0;
+  #directWrites = true;
 
   private constructor(root: string) {
     this.root = root;
@@ -145,11 +138,9 @@ export class DirectoryBackend implements Backend {
    */
   async #probeAlignment(buffer: ArrayBuffer): Promise<number | undefined> {
     const probe = join(this.root, TMP_DIR, `${randomUUID()}.probe`);
-    let fh: FileHandle;
-    try {
-      fh = await open(probe, DIRECT_CREATE_FLAGS, 0o600);
-    } catch {
-      this.#directWrites = false; // tmpfs before Linux 6.6, some network filesystems
+    const fh = await openDirect(probe, 0o600).catch(() => undefined);
+    if (fh === undefined) {
+      this.#directWrites = false;
       return undefined;
     }
     try {
@@ -328,7 +319,8 @@ export class DirectoryBackend implements Backend {
  */
 async function writeDirect(path: string, body: Uint8Array): Promise<void> {
   const padded = alignUp(body.length);
-  const fh = await open(path, DIRECT_CREATE_FLAGS, 0o644);
+  const fh = await openDirect(path, 0o644);
+  if (fh === undefined) throw new Error(`${path}: direct writes refused after the probe allowed them`);
   try {
     await writeAll(fh, new Uint8Array(body.buffer, body.byteOffset, padded), 0);
     if (padded !== body.length) await fh.truncate(body.length);
