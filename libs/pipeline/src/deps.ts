@@ -2,6 +2,7 @@
 import type { FlowProducer, Queue } from 'bullmq';
 import type { LockManager } from '@stevedore/lock';
 import type { Logger } from './logger.ts';
+import type { SplitSlots } from './processors/split-while-fetching.ts';
 import type { PipelineExporter, PipelineRegistry, PipelineStore } from './ports.ts';
 
 /** Counters and timings the processors report; the API exposes them as Prometheus metrics. */
@@ -32,4 +33,9 @@ export interface ProcessorDeps {
   readonly flows: FlowProducer;
   readonly logger: Logger;
   readonly metrics: PipelineMetrics;
+  /**
+   * Present in a process that serves both the fetcher and the hasher role: fetch jobs split the
+   * layer from the bytes they fetch, up to this many at once (processors/split-while-fetching.ts).
+   */
+  readonly splitWhileFetching?: SplitSlots;
 }

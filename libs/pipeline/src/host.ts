@@ -27,6 +27,7 @@ import { processExport } from './processors/export.ts';
 import { processFetchBlob } from './processors/fetch-blob.ts';
 import { processPull } from './processors/pull.ts';
 import { processSplitLayer } from './processors/split-layer.ts';
+import { SplitSlots } from './processors/split-while-fetching.ts';
 
 export type Role = 'fetcher' | 'hasher' | 'committer';
 export const ROLES: readonly Role[] = ['fetcher', 'hasher', 'committer'];
@@ -52,6 +53,11 @@ export interface HostOptions {
   readonly lockTtlMs?: number;
   /** BullMQ lockDuration and stalledInterval: how soon a dead worker's job is taken over. */
   readonly jobLockMs?: number;
+  /**
+   * With both the fetcher and the hasher role: split each layer while fetching it (default true).
+   * Without either role it has no effect.
+   */
+  readonly splitWhileFetching?: boolean;
 }
 
 export interface WorkerHost {
@@ -108,6 +114,11 @@ export function startWorkerHost(options: HostOptions): WorkerHost {
     flows,
     logger,
     metrics: options.metrics ?? NO_METRICS,
+    ...(options.splitWhileFetching !== false &&
+    options.roles.includes('fetcher') &&
+    options.roles.includes('hasher')
+      ? { splitWhileFetching: new SplitSlots(options.concurrency[QUEUES.split] ?? 1) }
+      : {}),
   };
   const processor: Processor = async (job, token, signal) => {
     try {

@@ -30,6 +30,10 @@ export const WORKER_ENV = {
   }),
   STEVEDORE_FETCH_CONCURRENCY: env.integer('blob transfers at once per process', 4, { min: 1, max: 256 }),
   STEVEDORE_SPLIT_CONCURRENCY: env.integer('layers split at once per process', 2, { min: 1, max: 64 }),
+  STEVEDORE_SPLIT_WHILE_FETCHING: env.boolean(
+    'with the fetcher and hasher roles in one process, split each layer from the bytes being fetched',
+    true,
+  ),
   STEVEDORE_COMMIT_CONCURRENCY: env.integer('commit jobs at once per process', 8, { min: 1, max: 256 }),
   STEVEDORE_LOCK_TTL_MS: env.integer('blob lock expiry; the holder renews it while working', 30_000, {
     min: 1_000,

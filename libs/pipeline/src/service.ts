@@ -57,6 +57,7 @@ export async function startWorkerService(options: ServiceOptions): Promise<Runni
     ...(metrics === undefined ? {} : { metrics }),
     lockTtlMs: config.STEVEDORE_LOCK_TTL_MS,
     jobLockMs: config.STEVEDORE_JOB_LOCK_MS,
+    splitWhileFetching: config.STEVEDORE_SPLIT_WHILE_FETCHING,
     concurrency: {
       pull: config.STEVEDORE_PULL_CONCURRENCY,
       fetch: config.STEVEDORE_FETCH_CONCURRENCY,

@@ -129,6 +129,8 @@ export interface FetchProgress {
 export interface FetchResult {
   readonly outcome: 'fetched' | 'reused' | 'waited';
   readonly bytesFetched: number;
+  /** True when this fetch also split the layer (a process with the fetcher and hasher roles). */
+  readonly splitWhileFetching?: boolean;
 }
 export interface SplitResult {
   readonly outcome: 'split' | 'reused';

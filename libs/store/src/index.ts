@@ -61,6 +61,7 @@ export {
   probeAlignment,
   writeAll,
 } from './direct-io.ts';
+export { DirectFileWriter } from './direct-file-writer.ts';
 export type { ChecksumMode, S3BackendConfig } from './backend/s3.ts';
 export {
   compileCacheEnv,
@@ -70,6 +71,7 @@ export {
   type LimiterOptions,
 } from './limiter.ts';
 export { StreamHasher } from './hashing.ts';
+export { STREAMING_V8_FLAGS, tuneHeapForStreaming } from './heap-tuning.ts';
 export {
   CorruptObjectError,
   DigestMismatchError,

@@ -8,6 +8,7 @@
  * unreachable until a record points at them, and each commit publishes last the record that makes
  * its work visible (objects → index → layer record; layers → image record → reference).
  */
+import { tuneHeapForStreaming } from './heap-tuning.ts';
 import {
   digesterFor,
   parseDigest,
@@ -205,7 +206,10 @@ export class Store {
       await this.limiter.io.run(() => this.backend.put(key, data, options), options.signal);
     } else {
       const body = options.verifiedBySource === true ? data : verifying(data, digest, options.size, mismatch);
-      await this.limiter.io.run(() => this.backend.put(key, body, options), options.signal);
+      // Not under limiter.io, like the splitstream's upload: a stream lasts as long as its source
+      // and is paced by it. A blob fetched while its layer is split waits for that split's pack
+      // writes; holding I/O slots meanwhile could starve them.
+      await this.backend.put(key, body, options);
     }
     await this.backend.sync();
     return { written: true };
@@ -516,6 +520,8 @@ export async function openS3Backend(config: S3BackendConfig): Promise<Backend> {
 
 /** Opens (creating when empty) a store; checks the format marker. */
 export async function openStore(config: StoreConfig): Promise<Store> {
+  // A process that opens a store streams layers through it: size V8's heap for that.
+  tuneHeapForStreaming();
   const b = config.backend;
   const backend: Backend =
     'put' in b ? b : b.kind === 'directory' ? await DirectoryBackend.open(b.path) : await openS3Backend(b);

@@ -28,6 +28,8 @@ export type BackendKind = 'directory' | 's3';
 const TEST_LOCK_TTL_MS = 2_000;
 const TEST_JOB_LOCK_MS = 3_000;
 const STATUS_INTERVAL_MS = 200;
+/** Lines of the workers' warnings and errors a timed-out wait reports. */
+const WAIT_TIMEOUT_LOG_LINES = 30;
 
 export interface Cluster {
   readonly proxy: FaultProxy;
@@ -112,7 +114,16 @@ export async function startCluster(backend: BackendKind, roles: readonly WorkerR
         const status = await submitter.status(id);
         if (status === undefined) throw new Error(`pull ${id} is not in the queue`);
         if (status.state === 'completed' || status.state === 'failed') return status;
-        if (Date.now() > deadline) throw new Error(`pull ${id} still ${status.state} after ${timeoutMs} ms`);
+        if (Date.now() > deadline) {
+          // What the workers warned about is what explains a stuck pull.
+          const warnings = workers
+            .flatMap((w) => w.output().split('\n'))
+            .filter((line) => !line.includes('"level":30') && line.trim() !== '')
+            .slice(-WAIT_TIMEOUT_LOG_LINES);
+          throw new Error(
+            `pull ${id} still ${status.state} after ${timeoutMs} ms; the workers' last warnings:\n${warnings.join('\n')}`,
+          );
+        }
         await new Promise((r) => setTimeout(r, STATUS_INTERVAL_MS));
       }
     },

@@ -101,7 +101,22 @@ async function freshStore(kind: StoreKind, defer: Defer): Promise<RunStore> {
   };
 }
 
-async function startWorkers(count: number, env: Record<string, string>): Promise<WorkerProcess[]> {
+/**
+ * The bench's own STEVEDORE_* settings (and NODE_OPTIONS) reach the workers, for measuring one
+ * setting against another (`STEVEDORE_SPLIT_WHILE_FETCHING=false npm run bench -- pull`); the
+ * run's store and Redis always win.
+ */
+function tuningFromEnvironment(): Record<string, string> {
+  const tuning: Record<string, string> = {};
+  for (const [name, value] of Object.entries(process.env)) {
+    if (value === undefined || name === 'STEVEDORE_BENCH_WORKER_LOGS') continue;
+    if (name.startsWith('STEVEDORE_') || name === 'NODE_OPTIONS') tuning[name] = value;
+  }
+  return tuning;
+}
+
+async function startWorkers(count: number, runEnv: Record<string, string>): Promise<WorkerProcess[]> {
+  const env = { ...tuningFromEnvironment(), ...runEnv };
   const started = await Promise.allSettled(
     Array.from({ length: count }, (_, i) =>
       startWorkerProcess({ role: 'all', env, name: `bench-worker-${i + 1}` }),

@@ -1,13 +1,16 @@
 /**
  * `fetch-blob` (fetcher): stream one layer blob from its registry into the store, verified while
  * streaming, at most once across every worker (lock `blob:<digest>`). Skips when the layer is
- * already committed by diffID (the same layer compressed differently) or the blob is stored.
+ * already committed by diffID (the same layer compressed differently) or the blob is stored. In a
+ * process that also serves the hasher role it splits the layer from the same bytes on the way
+ * (split-while-fetching.ts), and the split job then finds it done.
  */
 import type { Job } from 'bullmq';
 import { parseDiffID, parseDigest } from '@stevedore/oci';
 import { withBlobLock, type FetchBlobJob, type FetchProgress, type FetchResult } from '@stevedore/queue';
 import type { ProcessorDeps } from '../deps.ts';
 import { progressMeter } from '../progress.ts';
+import { fetchAndMaybeSplit } from './split-while-fetching.ts';
 
 function wasParked(job: Job): boolean {
   return (job.progress as Partial<FetchProgress> | undefined)?.outcome === 'waiting';
@@ -59,14 +62,35 @@ export async function processFetchBlob(
       });
       const metered = body.pipe(meter);
       body.once('error', (err) => metered.destroy(err));
-      // No fence needed: the blob is verified against its digest, the same bytes whoever writes it.
-      // The registry client's stream fails before its end unless the bytes match the digest.
-      await store.putBlob(digest, size, metered, { signal: lockSignal, verifiedBySource: true });
+      // No fence needed for the blob: it is verified against its digest, the same bytes whoever
+      // writes it. The registry client's stream fails before its end unless the bytes match.
+      const split = await fetchAndMaybeSplit(deps, {
+        digest,
+        diffID,
+        size,
+        mediaType: job.data.mediaType,
+        body: metered,
+        signal: lockSignal,
+        log,
+      });
       deps.metrics.count('bytes_fetched', size);
       deps.metrics.count('blobs_committed');
+      if (split !== undefined) {
+        deps.metrics.count('objects_written', split.objectsWritten);
+        deps.metrics.count('objects_reused', split.objectsReused);
+      }
       await job.updateProgress({ bytes: size, total: size, outcome: 'fetched' } satisfies FetchProgress);
-      log.info({ bytes: size }, 'blob fetched');
-      return { outcome: 'fetched', bytesFetched: size } satisfies FetchResult;
+      log.info(
+        split === undefined
+          ? { bytes: size }
+          : { bytes: size, diffID, objectsWritten: split.objectsWritten, objectsReused: split.objectsReused },
+        split === undefined ? 'blob fetched' : 'blob fetched and layer split',
+      );
+      return {
+        outcome: 'fetched',
+        bytesFetched: size,
+        ...(split === undefined ? {} : { splitWhileFetching: true }),
+      } satisfies FetchResult;
     },
     async () => {
       deps.metrics.count('lock_waits');

@@ -14,16 +14,18 @@
  * Packs bypass the page cache (O_DIRECT, direct-io.ts) where the filesystem allows it: they are
  * written once and read back rarely. The store allocates pack buffers with slack and asks
  * {@link DirectoryBackend.directWriteView} for an aligned view; `put` of such a view writes it
- * directly, any other body through the page cache.
+ * directly. Streamed bodies (blobs, splitstreams) are written directly too, through the staging
+ * buffers of {@link DirectFileWriter}; other byte arrays (records, small blobs) through the page
+ * cache.
  */
 import { randomUUID } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { isPassThrough, ObjectNotFoundError } from '../errors.ts';
 import { alignUp, DIRECT_WRITE_SLACK, openDirect, probeAlignment, writeAll } from '../direct-io.ts';
+import { DirectFileWriter } from '../direct-file-writer.ts';
 import { STREAM_CHUNK_BYTES } from '../limiter.ts';
 import {
   countBytes,
@@ -100,7 +102,8 @@ export class DirectoryBackend implements Backend {
         await writeFile(tmp, body, { signal: options.signal });
         this.stats.bytesWritten += body.length;
       } else {
-        const out = createWriteStream(tmp);
+        // Streams are blobs, written once: past the page cache where the filesystem allows it.
+        const out = new DirectFileWriter(tmp);
         await pipeline(body, out, { signal: options.signal });
         this.stats.bytesWritten += out.bytesWritten;
       }

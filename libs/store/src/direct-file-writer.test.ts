@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ArchiveFileWriter } from './file.ts';
+import { DirectFileWriter } from './direct-file-writer.ts';
 
 const dirs: string[] = [];
 afterAll(async () => {
@@ -13,7 +13,7 @@ afterAll(async () => {
 });
 
 async function tempDir(): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), 'stevedore-file-'));
+  const d = await mkdtemp(join(tmpdir(), 'stevedore-direct-'));
   dirs.push(d);
   return d;
 }
@@ -29,23 +29,29 @@ function* irregularChunks(bytes: Buffer): Generator<Buffer> {
   }
 }
 
-describe('ArchiveFileWriter', () => {
+describe('DirectFileWriter', () => {
   it.each([0, 1, 4096, 4 * 1024 * 1024, 13 * 1024 * 1024 + 17])(
-    'writes exactly the bytes it is given (%i bytes, in irregular chunks across its staging buffers)',
+    'writes exactly the bytes it is given (%i bytes, in irregular chunks, with staging buffers of 8 KiB, 1 MiB and 4 MiB)',
     async (size) => {
       const bytes = randomBytes(size);
-      const path = join(await tempDir(), 'archive.tar');
-      const out = new ArchiveFileWriter(path);
-      await pipeline(Readable.from(irregularChunks(bytes)), out);
-      expect(out.bytesWritten).toBe(size);
-      expect((await readFile(path)).equals(bytes)).toBe(true);
+      for (const stageBytes of [8192, 1024 * 1024, 4 * 1024 * 1024]) {
+        const path = join(await tempDir(), `archive-${stageBytes}.tar`);
+        const out = new DirectFileWriter(path, { stageBytes });
+        await pipeline(Readable.from(irregularChunks(bytes)), out);
+        expect(out.bytesWritten).toBe(size);
+        expect((await readFile(path)).equals(bytes)).toBe(true);
+      }
     },
   );
+
+  it('takes only stage sizes that direct writes can use', () => {
+    expect(() => new DirectFileWriter('/nonexistent/x', { stageBytes: 5000 })).toThrow(/multiple of 4096/);
+  });
 
   it('refuses to overwrite an existing file', async () => {
     const path = join(await tempDir(), 'taken');
     await writeFile(path, 'keep me');
-    await expect(pipeline(Readable.from([Buffer.from('x')]), new ArchiveFileWriter(path))).rejects.toThrow(
+    await expect(pipeline(Readable.from([Buffer.from('x')]), new DirectFileWriter(path))).rejects.toThrow(
       /EEXIST/,
     );
     expect(await readFile(path, 'utf8')).toBe('keep me');
