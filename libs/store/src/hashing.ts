@@ -20,6 +20,9 @@ const RING_SLOTS = 4;
 export class StreamHasher {
   readonly #limiter: Limiter;
   readonly #stream = nextStream++;
+  /** The worker that keeps this stream's state (the least loaded when it was created). */
+  readonly #worker: number;
+  #pinned = true;
   #size = 0;
   #failure: unknown;
   #ring: SharedArrayBuffer | undefined;
@@ -28,6 +31,7 @@ export class StreamHasher {
 
   constructor(limiter: Limiter) {
     this.#limiter = limiter;
+    this.#worker = limiter.pool.pin();
   }
 
   /** Bytes hashed so far (known before the digest). */
@@ -43,7 +47,7 @@ export class StreamHasher {
   updateBlock(block: number, length: number): Promise<void> {
     this.#size += length;
     return this.#limiter.pool
-      .run<DigestBlockRequest>({ op: 'digest-block', stream: this.#stream, block, length }, [], this.#stream)
+      .run<DigestBlockRequest>({ op: 'digest-block', stream: this.#stream, block, length }, [], this.#worker)
       .then(
         () => undefined,
         (err: unknown) => {
@@ -82,7 +86,7 @@ export class StreamHasher {
         .run<DigestBytesRequest>(
           { op: 'digest-bytes', stream: this.#stream, buffer: ring, offset, length: piece.length },
           [],
-          this.#stream,
+          this.#worker,
         )
         .then(free, (err: unknown) => {
           this.#failure ??= err;
@@ -97,8 +101,9 @@ export class StreamHasher {
     const res = await this.#limiter.pool.run<DigestEndRequest>(
       { op: 'digest-end', stream: this.#stream, discard: false },
       [],
-      this.#stream,
+      this.#worker,
     );
+    this.#unpin();
     // Updates queued before digest-end answered first: any failure among them is known now.
     this.#rethrow();
     return parseDigest(res.digest);
@@ -109,8 +114,14 @@ export class StreamHasher {
     await this.#limiter.pool.run<DigestEndRequest>(
       { op: 'digest-end', stream: this.#stream, discard: true },
       [],
-      this.#stream,
+      this.#worker,
     );
+    this.#unpin();
+  }
+
+  #unpin(): void {
+    if (this.#pinned) this.#limiter.pool.unpin(this.#worker);
+    this.#pinned = false;
   }
 
   #rethrow(): void {

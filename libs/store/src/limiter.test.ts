@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BlockPool } from './limiter.ts';
+import { BlockPool, WorkerPool } from './limiter.ts';
 
 describe('BlockPool', () => {
   it('hands out every block, then makes takers wait in order', async () => {
@@ -39,5 +39,19 @@ describe('BlockPool', () => {
     expect([input[0], input[1023], input[1024], input[2047], input[2048], input[3071]]).toEqual([
       5, 5, 0, 0, 9, 9,
     ]);
+  });
+});
+
+describe('WorkerPool.pin', () => {
+  it('puts each new stream on the worker with the fewest unfinished streams', async () => {
+    const pool = new WorkerPool(2, new BlockPool(2, 1024));
+    const archive = pool.pin();
+    const firstLayer = pool.pin();
+    expect(firstLayer).not.toBe(archive);
+    pool.unpin(firstLayer);
+    // The next layer's hash goes where the finished one was, not next to the archive's.
+    expect(pool.pin()).toBe(firstLayer);
+    expect(pool.pin()).toBe(archive);
+    await pool.close();
   });
 });

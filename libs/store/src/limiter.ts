@@ -187,6 +187,8 @@ export class WorkerPool {
   readonly size: number;
   #slots: Slot[];
   #shared: Task[] = [];
+  /** Streams pinned to each worker and not finished (see {@link WorkerPool.pin}). */
+  #pins: number[];
   #nextId = 1;
   #closed = false;
 
@@ -200,6 +202,24 @@ export class WorkerPool {
       blockBytes: blocks.blockBytes,
     };
     this.#slots = Array.from({ length: size }, () => ({ worker: undefined, busy: undefined, queue: [] }));
+    this.#pins = Array.from({ length: size }, () => 0);
+  }
+
+  /**
+   * A worker for a new stateful stream (a stream hash): the one with the fewest streams pinned to
+   * it. Two hashes running at once (an export's archive digest and the diffID of the layer it
+   * writes) then land on different workers; numbering streams round-robin put every other layer's
+   * diffID on the archive's worker. Give it back with {@link WorkerPool.unpin} when the stream ends.
+   */
+  pin(): number {
+    let best = 0;
+    for (let i = 1; i < this.size; i++) if (this.#pins[i]! < this.#pins[best]!) best = i;
+    this.#pins[best]! += 1;
+    return best;
+  }
+
+  unpin(worker: number): void {
+    if (this.#pins[worker]! > 0) this.#pins[worker]! -= 1;
   }
 
   run<R extends WorkerRequest>(
