@@ -16,6 +16,7 @@
  *   written, and the split job splits it from the store and reports the error under its own name.
  */
 import { PassThrough, type Readable, type Writable } from 'node:stream';
+import type { LockGrant } from '@stevedore/lock';
 import type { DiffID, Digest } from '@stevedore/oci';
 import { wakeWaiters } from '@stevedore/queue';
 import { STREAM_CHUNK_BYTES } from '@stevedore/store';
@@ -110,7 +111,7 @@ async function teeAndSplit(
   deps: ProcessorDeps,
   work: FetchAndSplit,
   storeBlob: (body: Readable) => Promise<void>,
-  grant: Parameters<ProcessorDeps['locks']['hold']>[0],
+  grant: LockGrant,
 ): Promise<LayerImportStats | undefined> {
   const { store, locks } = deps;
   const toBlob = new PassThrough({ highWaterMark: STREAM_CHUNK_BYTES });

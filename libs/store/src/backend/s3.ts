@@ -134,8 +134,19 @@ export class S3Backend implements Backend {
       });
       const onAbort = (): void => void upload.abort();
       options.signal?.addEventListener('abort', onAbort, { once: true });
+      // The body's own failure (a blob that fails its digest, a broken source) ends the put with
+      // that error. lib-storage does not always settle done() when its body errors at an unlucky
+      // moment (aws-sdk-js-v3 #6118 is one such case): seen here as a pull that never finished.
+      const bodyFailed = new Promise<never>((_, reject) => counted.once('error', reject));
+      const done = upload.done();
+      // The race below reports whichever comes first; the other must not go unhandled.
+      done.catch(() => undefined);
+      bodyFailed.catch(() => undefined);
       try {
-        await upload.done();
+        await Promise.race([done, bodyFailed]);
+      } catch (err) {
+        void upload.abort().catch(() => undefined);
+        throw err;
       } finally {
         options.signal?.removeEventListener('abort', onAbort);
         if (!counted.destroyed && !counted.readableEnded) counted.destroy();
