@@ -19,7 +19,7 @@ import { pipeline } from 'node:stream/promises';
 import { pipeline as pipelineCallback } from 'node:stream';
 import { pack as tarPack, type Pack } from 'tar-stream';
 import { Digester, type DiffID, type Digest } from '@stevedore/oci';
-import { StreamHasher, type Limiter } from '@stevedore/store';
+import { drained, StreamHasher, type Limiter } from '@stevedore/store';
 import { compressorFor, recipeOf } from './codec.ts';
 import { LayerVariantMismatchError } from './errors.ts';
 import { DEFAULT_CONCURRENCY, type ExportPlan, type LayerMember } from './plan.ts';
@@ -200,15 +200,7 @@ async function writeEntry(
     for await (const chunk of body) {
       if (!sink.write(chunk)) {
         // streamx sinks emit 'drain'; 'close' means the pack was destroyed and `packed` rejects.
-        await new Promise<void>((resolve) => {
-          const done = (): void => {
-            sink.off('drain', done);
-            sink.off('close', done);
-            resolve();
-          };
-          sink.on('drain', done);
-          sink.on('close', done);
-        });
+        await drained(sink);
         if (sink.destroyed) return;
       }
     }

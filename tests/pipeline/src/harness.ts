@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { inject } from 'vitest';
+import { expect, inject } from 'vitest';
 import { Digester, RegistryClient, parseReference, type Digest } from '@stevedore/oci';
 import { PullSubmitter, producerConnection, type PullStatus } from '@stevedore/pipeline';
 import { openStore, type Store } from '@stevedore/store';
@@ -161,6 +161,17 @@ export async function assertEveryLayerRebuilds(store: Store): Promise<number> {
       throw new Error(`layer ${layer.diffID} rebuilt to ${digester.size} bytes, not ${layer.size}`);
   }
   return layers.length;
+}
+
+/** A suite's end: every committed layer rebuilds to its diffID (and there is one), then the cluster stops. */
+export async function checkLayersAndStop(cluster: Cluster): Promise<void> {
+  const store = await cluster.openStore();
+  try {
+    expect(await assertEveryLayerRebuilds(store)).toBeGreaterThan(0);
+  } finally {
+    await store.close();
+    await cluster.stop();
+  }
 }
 
 /** Waits until `check` holds, checking every 50 ms (for states no event announces). */

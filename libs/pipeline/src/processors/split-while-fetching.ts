@@ -15,11 +15,11 @@
  * - a split that fails for any reason is abandoned without failing the fetch: the blob is still
  *   written, and the split job splits it from the store and reports the error under its own name.
  */
-import { PassThrough, type Readable, type Writable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import type { LockGrant } from '@stevedore/lock';
 import type { DiffID, Digest } from '@stevedore/oci';
 import { wakeWaiters } from '@stevedore/queue';
-import { STREAM_CHUNK_BYTES } from '@stevedore/store';
+import { drained, STREAM_CHUNK_BYTES } from '@stevedore/store';
 import { decompressLayer } from '../compression.ts';
 import type { ProcessorDeps } from '../deps.ts';
 import type { Logger } from '../logger.ts';
@@ -51,20 +51,6 @@ export interface FetchAndSplit {
   /** The blob lock's signal: aborts both when the fetch loses its lock. */
   readonly signal: AbortSignal;
   readonly log: Logger;
-}
-
-/** Resolves when `stream` can take more, or is gone (closed or destroyed). */
-function drained(stream: Writable): Promise<void> {
-  if (stream.destroyed) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = (): void => {
-      stream.off('drain', done);
-      stream.off('close', done);
-      resolve();
-    };
-    stream.on('drain', done);
-    stream.on('close', done);
-  });
 }
 
 /**
