@@ -109,6 +109,21 @@ describe('parseManifest', () => {
     ['octet-stream header ignored', ociIndex(), 'application/octet-stream', 'index', OCI_INDEX],
     ['empty header ignored', ociIndex(), '', 'index', OCI_INDEX],
     ['index from header', ociIndex({ mediaType: undefined }), OCI_INDEX, 'index', OCI_INDEX],
+    // What podman and skopeo push, read back from the store (no Content-Type): told by its fields.
+    [
+      'no type: config and layers',
+      ociManifest({ mediaType: undefined }),
+      undefined,
+      'manifest',
+      OCI_MANIFEST,
+    ],
+    [
+      'no type, generic header: manifests',
+      ociIndex({ mediaType: undefined }),
+      'application/json',
+      'index',
+      OCI_INDEX,
+    ],
     [
       'docker manifest',
       ociManifest({
@@ -182,16 +197,18 @@ describe('parseManifest', () => {
       pathError(`mediaType "${OCI_MANIFEST}" disagrees with Content-Type "${DOCKER_MANIFEST}"`),
     ],
     [
-      'no type at all',
-      json(ociManifest({ mediaType: undefined })),
+      'no type, and fields of both kinds',
+      json(ociManifest({ mediaType: undefined, manifests: [] })),
       undefined,
-      pathError('no mediaType field and no Content-Type to tell its kind'),
+      pathError('no mediaType field and no Content-Type, and it has both manifests and config or layers'),
     ],
     [
-      'no type, generic header',
-      json(ociManifest({ mediaType: undefined })),
+      'no type, generic header, and fields of neither kind',
+      json({ schemaVersion: 2 }),
       'application/json',
-      pathError('no mediaType field and no Content-Type to tell its kind'),
+      pathError(
+        'no mediaType field and no Content-Type, and neither manifests nor config and layers to tell its kind',
+      ),
     ],
     ['bad header', json(ociManifest()), 'garbage', pathError('Content-Type "garbage" is not a media type')],
     [

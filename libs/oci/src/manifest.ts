@@ -13,6 +13,8 @@ import {
   isLayerType,
   isManifestType,
   isSchema1Type,
+  OCI_INDEX,
+  OCI_MANIFEST,
   parseMediaType,
   UnsupportedMediaTypeError,
   type MediaType,
@@ -285,6 +287,25 @@ function schema1Error(mediaType: string): UnsupportedMediaTypeError {
  * {@link UnsupportedMediaTypeError} for Docker schema 1, unknown manifest types and unknown layer
  * types.
  */
+/**
+ * The type of a manifest that names none and came without a Content-Type (a stored blob): OCI
+ * manifests and indexes only SHOULD carry `mediaType` (image-spec manifest.md, image-index.md),
+ * and podman and skopeo push OCI manifests without it. Docker's types always carry it. The kind is
+ * then told by the fields, as containerd does: `manifests` makes an index, `config` and `layers`
+ * an image manifest; both or neither is an error.
+ */
+function kindFromFields(o: JsonObject, fail: ErrorFactory): MediaType {
+  const index = o.manifests !== undefined;
+  const manifest = o.config !== undefined || o.layers !== undefined;
+  if (index && !manifest) return OCI_INDEX;
+  if (manifest && !index) return OCI_MANIFEST;
+  throw fail(
+    index
+      ? 'no mediaType field and no Content-Type, and it has both manifests and config or layers'
+      : 'no mediaType field and no Content-Type, and neither manifests nor config and layers to tell its kind',
+  );
+}
+
 export function parseManifest(bytes: Uint8Array, contentType?: string): ParsedManifest {
   const fail: ErrorFactory = (message, cause) =>
     new InvalidManifestError(`invalid manifest: ${message}`, cause === undefined ? undefined : { cause });
@@ -312,8 +333,7 @@ export function parseManifest(bytes: Uint8Array, contentType?: string): ParsedMa
   if (bodyType !== undefined && headerType !== undefined && bodyType !== headerType) {
     throw fail(`mediaType "${bodyType}" disagrees with Content-Type "${headerType}"`);
   }
-  const mediaType = bodyType ?? headerType;
-  if (mediaType === undefined) throw fail('no mediaType field and no Content-Type to tell its kind');
+  const mediaType = bodyType ?? headerType ?? kindFromFields(o, fail);
   if (isSchema1Type(mediaType)) throw schema1Error(mediaType);
 
   const artifactType = o.artifactType === undefined ? undefined : r.mediaType(o.artifactType, 'artifactType');

@@ -212,6 +212,27 @@ describe.each<BackendKind>(['directory', 's3'])('pull pipeline, store on %s', (b
     cluster.proxy.clearRules();
   });
 
+  it('pulls an OCI image whose manifest names no mediaType, as podman and skopeo push them', async () => {
+    const image = await buildImageFromTrees([generateTree({ seed: 81, files: 20 })], {
+      compression: 'gzip',
+      omitManifestMediaType: true,
+    });
+    expect(new TextDecoder().decode(image.manifest.bytes)).not.toContain(
+      '"mediaType":"application/vnd.oci.image.manifest',
+    );
+    const repo = `${backend}/no-media-type:1`;
+    await cluster.push(repo, image);
+    const status = await cluster.wait(await cluster.submit(repo));
+    expect([status.state, status.failedReason]).toEqual(['completed', undefined]);
+    const store = await cluster.openStore();
+    try {
+      const record = await store.getImage(image.manifest.descriptor.digest);
+      expect(record?.layers.map((l) => l.diffID)).toEqual(image.layers.map((l) => l.diffId));
+    } finally {
+      await store.close();
+    }
+  });
+
   it('retries a registry that fails, then recovers', async () => {
     const image = await buildImageFromTrees([generateTree({ seed: 61, files: 30 })], { compression: 'gzip' });
     const repo = `${backend}/flaky:1`;
