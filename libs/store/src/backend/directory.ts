@@ -19,6 +19,7 @@
  * cache.
  */
 import { randomUUID } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -41,6 +42,8 @@ import {
 
 /** Temporary files live here, inside the root so renames stay on one filesystem. */
 const TMP_DIR = '.tmp';
+/** Streamed bodies of a known size below this are written through the page cache. */
+const DIRECT_STREAM_MIN_BYTES = 1024 * 1024;
 /** fsyncs issued at once by `sync` (they queue on the libuv pool anyway). */
 const SYNC_CONCURRENCY = 8;
 const SAFE_KEY = /^[A-Za-z0-9._~:@%+=,[\]-]+(\/[A-Za-z0-9._~:@%+=,[\]-]+)*$/;
@@ -102,8 +105,11 @@ export class DirectoryBackend implements Backend {
         await writeFile(tmp, body, { signal: options.signal });
         this.stats.bytesWritten += body.length;
       } else {
-        // Streams are blobs, written once: past the page cache where the filesystem allows it.
-        const out = new DirectFileWriter(tmp);
+        // Streams are blobs and splitstreams, written once: past the page cache where the
+        // filesystem allows it. A small one of known size (a config) is not worth 3 MiB of
+        // staging buffers.
+        const small = options.size !== undefined && options.size < DIRECT_STREAM_MIN_BYTES;
+        const out = small ? createWriteStream(tmp) : new DirectFileWriter(tmp);
         await pipeline(body, out, { signal: options.signal });
         this.stats.bytesWritten += out.bytesWritten;
       }
