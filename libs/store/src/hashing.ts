@@ -1,7 +1,7 @@
 /**
- * In-order hashing of a whole stream (a layer's diffID, on import and on rebuild) off the main
- * thread, on one worker of the limiter's pool (chosen by the stream's number, so concurrent streams
- * spread over the workers), whose queue keeps the pieces in order. The caller names shared blocks
+ * In-order hashing of a whole stream (a layer's diffID, on import and on rebuild; an export's
+ * archive) off the main thread, on one worker of the limiter's pool (the one with the fewest
+ * unfinished streams when the hasher is made: WorkerPool.pin), whose queue keeps the pieces in order. The caller names shared blocks
  * it filled (limiter.ts BlockPool): the bytes are not copied again, and the block goes back to the
  * pool once the worker has read it. Or the caller hands it bytes ({@link StreamHasher.update}): they
  * are copied into a small ring of shared memory of the hasher's own (a copy costs a tenth of the
@@ -97,26 +97,32 @@ export class StreamHasher {
 
   /** The sha256 of everything added (call once every update has settled). */
   async digest(): Promise<Digest> {
-    this.#rethrow();
-    const res = await this.#limiter.pool.run<DigestEndRequest>(
-      { op: 'digest-end', stream: this.#stream, discard: false },
-      [],
-      this.#worker,
-    );
-    this.#unpin();
-    // Updates queued before digest-end answered first: any failure among them is known now.
-    this.#rethrow();
-    return parseDigest(res.digest);
+    try {
+      this.#rethrow();
+      const res = await this.#limiter.pool.run<DigestEndRequest>(
+        { op: 'digest-end', stream: this.#stream, discard: false },
+        [],
+        this.#worker,
+      );
+      // Updates queued before digest-end answered first: any failure among them is known now.
+      this.#rethrow();
+      return parseDigest(res.digest);
+    } finally {
+      this.#unpin();
+    }
   }
 
   /** Drops the stream's state in the worker (after a failure). */
   async discard(): Promise<void> {
-    await this.#limiter.pool.run<DigestEndRequest>(
-      { op: 'digest-end', stream: this.#stream, discard: true },
-      [],
-      this.#worker,
-    );
-    this.#unpin();
+    try {
+      await this.#limiter.pool.run<DigestEndRequest>(
+        { op: 'digest-end', stream: this.#stream, discard: true },
+        [],
+        this.#worker,
+      );
+    } finally {
+      this.#unpin();
+    }
   }
 
   #unpin(): void {

@@ -8,7 +8,6 @@
  * unreachable until a record points at them, and each commit publishes last the record that makes
  * its work visible (objects → index → layer record; layers → image record → reference).
  */
-import { tuneHeapForStreaming } from './heap-tuning.ts';
 import {
   digesterFor,
   parseDigest,
@@ -29,6 +28,7 @@ import {
   MissingDependencyError,
   ObjectNotFoundError,
 } from './errors.ts';
+import { tuneHeapForStreaming } from './heap-tuning.ts';
 import { importLayer, INLINE_MAX, type ImportOptions, type ImportResult } from './import.ts';
 import { openLayer, readFile } from './layer-reader.ts';
 import { mapLimited } from './map-limited.ts';

@@ -11,6 +11,8 @@ import { Digester, RegistryClient, parseReference, type Digest } from '@stevedor
 import { PullSubmitter, producerConnection, type PullStatus } from '@stevedore/pipeline';
 import { openStore, type Store } from '@stevedore/store';
 import {
+  buildImageFromTrees,
+  generateTree,
   pushImage,
   startFaultProxy,
   startRedis,
@@ -161,6 +163,31 @@ export async function assertEveryLayerRebuilds(store: Store): Promise<number> {
       throw new Error(`layer ${layer.diffID} rebuilt to ${digester.size} bytes, not ${layer.size}`);
   }
   return layers.length;
+}
+
+/**
+ * Images of a shared base layer (300 mixed files, two large) and one small app layer each, gzip,
+ * pushed as `<repoPrefix>-<i>:1`; the proxy's counters are reset afterwards.
+ */
+export async function pushImagesSharingABase(
+  cluster: Cluster,
+  spec: { readonly baseSeed: number; readonly appSeeds: readonly number[]; readonly repoPrefix: string },
+): Promise<{ images: FixtureImage[]; repos: string[] }> {
+  const base = generateTree({ seed: spec.baseSeed, files: 300, largeFiles: 2, content: 'mixed' });
+  const apps = spec.appSeeds.map((seed) => generateTree({ seed, files: 60, root: `app${seed}` }));
+  const images = await Promise.all(
+    apps.map((app) => buildImageFromTrees([base, app], { compression: 'gzip' })),
+  );
+  const repos = images.map((_, i) => `${spec.repoPrefix}-${i}:1`);
+  for (const [i, image] of images.entries()) await cluster.push(repos[i] ?? '', image);
+  cluster.proxy.resetCounters();
+  return { images, repos };
+}
+
+/** Submits a pull of every repository at once and follows them all to their end. */
+export async function pullAllAtOnce(cluster: Cluster, repos: readonly string[]): Promise<PullStatus[]> {
+  const ids = await Promise.all(repos.map((repo) => cluster.submit(repo)));
+  return Promise.all(ids.map((id) => cluster.wait(id)));
 }
 
 /** A suite's end: every committed layer rebuilds to its diffID (and there is one), then the cluster stops. */

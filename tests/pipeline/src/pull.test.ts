@@ -12,6 +12,8 @@ import { parseReference, type Digest, type DiffID } from '@stevedore/oci';
 import { buildImageFromTrees, generateTree, type FixtureImage } from '@stevedore/testing';
 import {
   checkLayersAndStop,
+  pullAllAtOnce,
+  pushImagesSharingABase,
   blobGets,
   startCluster,
   until,
@@ -51,17 +53,12 @@ describe.each<BackendKind>(['directory', 's3'])('pull pipeline, store on %s', (b
   afterAll(() => checkLayersAndStop(cluster));
 
   it('fetches each blob of overlapping images pulled at once exactly once', async () => {
-    const base = generateTree({ seed: 11, files: 300, largeFiles: 2, content: 'mixed' });
-    const apps = [21, 22, 23].map((seed) => generateTree({ seed, files: 60, root: `app${seed}` }));
-    const images = await Promise.all(
-      apps.map((app) => buildImageFromTrees([base, app], { compression: 'gzip' })),
-    );
-    const repos = images.map((_, i) => `${backend}/overlap-${i}:1`);
-    for (const [i, image] of images.entries()) await cluster.push(repos[i] ?? '', image);
-    cluster.proxy.resetCounters();
-
-    const ids = await Promise.all(repos.map((repo) => cluster.submit(repo)));
-    const done = await Promise.all(ids.map((id) => cluster.wait(id)));
+    const { images, repos } = await pushImagesSharingABase(cluster, {
+      baseSeed: 11,
+      appSeeds: [21, 22, 23],
+      repoPrefix: `${backend}/overlap`,
+    });
+    const done = await pullAllAtOnce(cluster, repos);
     expect(done.map((s) => [s.state, s.failedReason])).toEqual(repos.map(() => ['completed', undefined]));
     for (const digest of blobsOf(...images)) expect(blobGets(cluster.proxy, digest), digest).toBe(1);
     const sharedBase = firstLayer(images[0] ?? imageMissing()).digest;

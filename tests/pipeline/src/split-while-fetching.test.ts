@@ -11,6 +11,8 @@ import { parseReference, type Digest, type DiffID } from '@stevedore/oci';
 import { buildImageFromTrees, generateTree, type FixtureImage } from '@stevedore/testing';
 import {
   checkLayersAndStop,
+  pullAllAtOnce,
+  pushImagesSharingABase,
   blobGets,
   startCluster,
   until,
@@ -51,17 +53,12 @@ describe.each<BackendKind>(['directory', 's3'])('split while fetching, store on 
   afterAll(() => checkLayersAndStop(cluster));
 
   it('splits each layer in the fetch that transfers it, once across processes', async () => {
-    const base = generateTree({ seed: 111, files: 300, largeFiles: 2, content: 'mixed' });
-    const apps = [121, 122].map((seed) => generateTree({ seed, files: 60, root: `app${seed}` }));
-    const images = await Promise.all(
-      apps.map((app) => buildImageFromTrees([base, app], { compression: 'gzip' })),
-    );
-    const repos = images.map((_, i) => `${backend}/swf-${i}:1`);
-    for (const [i, image] of images.entries()) await cluster.push(repos[i] ?? '', image);
-    cluster.proxy.resetCounters();
-
-    const ids = await Promise.all(repos.map((repo) => cluster.submit(repo)));
-    const done = await Promise.all(ids.map((id) => cluster.wait(id)));
+    const { images, repos } = await pushImagesSharingABase(cluster, {
+      baseSeed: 111,
+      appSeeds: [121, 122],
+      repoPrefix: `${backend}/swf`,
+    });
+    const done = await pullAllAtOnce(cluster, repos);
     expect(done.map((s) => [s.state, s.failedReason])).toEqual(repos.map(() => ['completed', undefined]));
     const layers = [...new Map(images.flatMap(layersOf).map((l) => [l.digest, l])).values()];
     expect(layers).toHaveLength(3);

@@ -154,21 +154,7 @@ async function teeAndSplit(
     }
   };
   try {
-    // The network's chunks (16-64 KiB) gathered into the store's chunk size: the decoder makes an
-    // output chunk per input chunk, and every stage after it pays per chunk.
-    let pending: Buffer[] = [];
-    let pendingBytes = 0;
-    for await (const chunk of work.body as AsyncIterable<Buffer>) {
-      pending.push(chunk);
-      pendingBytes += chunk.length;
-      if (pendingBytes >= STREAM_CHUNK_BYTES) {
-        const batch = pending.length === 1 ? chunk : Buffer.concat(pending, pendingBytes);
-        pending = [];
-        pendingBytes = 0;
-        await pass(batch);
-      }
-    }
-    if (pendingBytes > 0) await pass(Buffer.concat(pending, pendingBytes));
+    for await (const chunk of work.body as AsyncIterable<Buffer>) await pass(chunk);
     toBlob.end();
     if (splitting) toSplit.end();
   } catch (err) {
