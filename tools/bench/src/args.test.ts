@@ -5,19 +5,25 @@ describe('parseBenchArgs', () => {
   it.each([
     {
       argv: ['pull'],
-      pull: { s3: false, workers: [1, 2, 4], repeat: 3, timeoutMs: 1_800_000, peers: true },
+      pull: { s3: false, workers: [1, 2, 4], repeat: 3, timeoutMs: 1_800_000, peers: true, set: 'usr' },
       quick: false,
       json: false,
     },
     {
       argv: ['pull', '--quick', '--json'],
-      pull: { s3: false, workers: [1, 2, 4], repeat: 1, timeoutMs: 120_000, peers: true },
+      pull: { s3: false, workers: [1, 2, 4], repeat: 1, timeoutMs: 120_000, peers: true, set: 'usr' },
       quick: true,
       json: true,
     },
     {
       argv: ['pull', '--s3', '--workers', '4, 1,4', '--repeat', '5', '--timeout', '60'],
-      pull: { s3: true, workers: [4, 1], repeat: 5, timeoutMs: 60_000, peers: true },
+      pull: { s3: true, workers: [4, 1], repeat: 5, timeoutMs: 60_000, peers: true, set: 'usr' },
+      quick: false,
+      json: false,
+    },
+    {
+      argv: ['pull', '--set', 'usr-share', '--workers', '1', '--no-peers'],
+      pull: { s3: false, workers: [1], repeat: 3, timeoutMs: 1_800_000, peers: false, set: 'usr-share' },
       quick: false,
       json: false,
     },
@@ -72,6 +78,8 @@ describe('parseBenchArgs', () => {
     { argv: ['pull', '--files', '10'], message: '--files do(es) not apply to pull' },
     { argv: ['split', '--s3', '--repeat', '2'], message: '--s3, --repeat do(es) not apply to split' },
     { argv: ['pull', '--bogus'], message: "Unknown option '--bogus'" },
+    { argv: ['pull', '--set', 'etc'], message: '--set takes usr or usr-share, not "etc"' },
+    { argv: ['split', '--set', 'usr'], message: '--set do(es) not apply to split' },
   ])('refuses $argv', ({ argv, message }) => {
     expect(() => parseBenchArgs(argv)).toThrow(UsageError);
     expect(() => parseBenchArgs(argv)).toThrow(message);

@@ -20,11 +20,15 @@ pull:
   --no-peers         stevedore only: skip skopeo and containerd (their rows are then absent)
   --repeat N         runs of each measurement; the median is reported (default 3, quick 1)
   --timeout SECONDS  give up on one pull measurement after this long (default 1800, quick 120)
+  --set usr|usr-share  the images: usr (default: /usr/share as a base, one image adds
+                     /usr/include, the other /usr/bin) or usr-share (one image, the base alone:
+                     issue 4's 250 MB gzip image of 50,000 files; results in pull-usr-share.json)
 split (passed to the store's benchmark):
   --backend directory|s3|both   --dataset a|b|both   --files N
 `;
 
 export type BenchName = 'split' | 'pull';
+export type PullSetName = 'usr' | 'usr-share';
 
 export interface PullArgs {
   readonly s3: boolean;
@@ -33,6 +37,8 @@ export interface PullArgs {
   readonly timeoutMs: number;
   /** Run skopeo and containerd too (default; `--no-peers` skips them). */
   readonly peers: boolean;
+  /** The image set (ignored with --quick, which has its own). */
+  readonly set: PullSetName;
 }
 
 export interface SplitArgs {
@@ -89,6 +95,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs | undefined {
         'no-peers': { type: 'boolean', default: false },
         repeat: { type: 'string' },
         timeout: { type: 'string' },
+        set: { type: 'string' },
         backend: { type: 'string' },
         dataset: { type: 'string' },
         files: { type: 'string' },
@@ -107,7 +114,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs | undefined {
     throw new UsageError(`unknown benchmark "${name}": expected split or pull`);
   }
   const quick = values.quick;
-  const pullOnly = ['s3', 'workers', 'no-peers', 'repeat', 'timeout'] as const;
+  const pullOnly = ['s3', 'workers', 'no-peers', 'repeat', 'timeout', 'set'] as const;
   const splitOnly = ['backend', 'dataset', 'files'] as const;
   const misplaced =
     name === 'split'
@@ -134,6 +141,11 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs | undefined {
         : DEFAULT_TIMEOUT_S
       : positiveInteger('timeout', values.timeout, Number.MAX_SAFE_INTEGER);
 
+  const set = values.set ?? 'usr';
+  if (set !== 'usr' && set !== 'usr-share') {
+    throw new UsageError(`--set takes usr or usr-share, not "${set}"`);
+  }
+
   const passThrough: string[] = [];
   for (const option of splitOnly) {
     const value = values[option];
@@ -158,6 +170,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs | undefined {
       repeat,
       timeoutMs: timeoutS * 1000,
       peers: !values['no-peers'],
+      set,
     }),
     split: Object.freeze({ passThrough: Object.freeze(passThrough) }),
   });

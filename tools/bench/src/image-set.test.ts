@@ -84,6 +84,21 @@ describe('prepareImageSet', () => {
     expect(await readdir(cacheRoot)).toEqual([changed.dir.slice(cacheRoot.length + 1)]);
   });
 
+  it("leaves another set's entries alone, even one whose name starts with this set's", async () => {
+    const longer = await prepareImageSet(
+      { ...spec, name: 'test-one', images: [spec.images[0]!] },
+      { cacheRoot },
+    );
+    await writeFile(join(work, 'two', 'own.txt'), 'w'.repeat(300));
+    const ours = await prepareImageSet(spec, { cacheRoot });
+    await writeFile(join(work, 'two', 'own.txt'), 'v'.repeat(300));
+    const changed = await prepareImageSet(spec, { cacheRoot });
+    expect((await readdir(cacheRoot)).sort()).toEqual(
+      [longer.dir, changed.dir].map((d) => d.slice(cacheRoot.length + 1)).sort(),
+    );
+    expect(changed.dir).not.toBe(ours.dir);
+  });
+
   it('rebuilds a set whose build did not finish', async () => {
     const first = await prepareImageSet(spec, { cacheRoot });
     await rm(join(first.dir, 'set.json'));

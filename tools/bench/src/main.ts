@@ -30,7 +30,8 @@ async function writeResults(dir: string, file: string, results: unknown): Promis
 
 async function run(args: BenchArgs): Promise<number> {
   const dir = args.resultsDir ?? RESULTS_DIR;
-  const file = `${args.name}${args.quick ? '-quick' : ''}.json`;
+  const set = args.name === 'pull' && !args.quick && args.pull.set !== 'usr' ? `-${args.pull.set}` : '';
+  const file = `${args.name}${set}${args.quick ? '-quick' : ''}.json`;
   switch (args.name) {
     case 'split': {
       // Without --json the store benchmark's lines are the report: show them as they come.

@@ -10,7 +10,7 @@ import { pushImage, startFaultProxy, startRegistry } from '@stevedore/testing';
 import type { PullArgs } from './args.ts';
 import { withCleanups } from './cleanup.ts';
 import { MB, MiB } from './figures.ts';
-import { prepareImageSet, QUICK_SET, USR_SET, type ImageSet } from './image-set.ts';
+import { prepareImageSet, QUICK_SET, USR_SET, USR_SHARE_SET, type ImageSet } from './image-set.ts';
 import { findContainerd, runContainerd, runSkopeo, toolVersion, type PeerContext } from './peers.ts';
 import { findProgram } from './exec.ts';
 import {
@@ -84,7 +84,9 @@ function describe(err: unknown): string {
 function setTitle(set: ImageSet, repeat: number): string[] {
   const byName = new Map(set.layers.map((l) => [l.name, l]));
   return [
-    `pull benchmark (${set.spec.name} set): ${set.images.length} images sharing a base layer, ${set.spec.compression}, pulled at once`,
+    set.images.length === 1
+      ? `pull benchmark (${set.spec.name} set): one image, ${set.spec.compression}`
+      : `pull benchmark (${set.spec.name} set): ${set.images.length} images sharing a base layer, ${set.spec.compression}, pulled at once`,
     ...set.spec.images.map(
       (i) =>
         `  ${i.ref} = ${i.layers
@@ -96,7 +98,7 @@ function setTitle(set: ImageSet, repeat: number): string[] {
     ),
     `  unique: ${(set.uniqueLayerBytes / MB).toFixed(1)} MB of layer blobs, ${(set.uniqueTarBytes / MB).toFixed(1)} MB of tar, ` +
       `${set.files} files, ${(set.uniqueFileContentBytes / MB).toFixed(1)} MB of distinct file content`,
-    `  median of ${repeat} run${repeat === 1 ? '' : 's'} per row; wall time from submit to both images done`,
+    `  median of ${repeat} run${repeat === 1 ? '' : 's'} per row; wall time from submit to ${set.images.length === 1 ? 'the image' : 'every image'} done`,
   ];
 }
 
@@ -107,7 +109,8 @@ export async function runPullBench(
   const startedAt = new Date().toISOString();
   const notes: string[] = [];
   const failures: string[] = [];
-  const set = await prepareImageSet(args.quick ? QUICK_SET : USR_SET, {
+  const spec = args.quick ? QUICK_SET : args.set === 'usr-share' ? USR_SHARE_SET : USR_SET;
+  const set = await prepareImageSet(spec, {
     onBuild: (dir) =>
       log(`building the ${args.quick ? 'quick' : '/usr'} image set in ${dir} (cached for reruns) ...`),
   });
@@ -196,9 +199,9 @@ export async function runPullBench(
     'each stevedore worker process is one `stevedore worker all` (fetcher, hasher and committer in one process); starting them is not timed',
     'MB/s: unique compressed layer bytes (gz) and unique uncompressed tar bytes (tar) over the wall time',
     'store/unique: every object in the store (blobs kept, packs, splitstreams, records) over unique blob bytes plus distinct file content (files over 64 bytes, by sha256); packs zstd-compress objects, so it can be below 1',
-    "redis cmds/layer: total_commands_processed from the first submit to the last completion, over the layers of both images (a shared layer counts twice); it includes the workers' idle polling and metric flushes",
+    "redis cmds/layer: total_commands_processed from the first submit to the last completion, over the layers of every image pulled (a shared layer counts once per image); it includes the workers' idle polling and metric flushes",
     `load 1m: the machine's 1-minute load average as each run started (${cpus().length} cores, shared); runs under load are slower`,
-    "skopeo copies both images at once into one OCI layout (fetch only); containerd pulls both at once and unpacks them (fetch and unpack); peak RSS of containerd is the daemon's",
+    "skopeo copies every image at once into one OCI layout (fetch only); containerd pulls them all at once and unpacks them (fetch and unpack); peak RSS of containerd is the daemon's",
     ...failures.map((f) => `FAILED: ${f}`),
   );
   const results: PullResults = {
