@@ -272,6 +272,32 @@ interface Row {
 }
 
 /**
+ * Runs a command that writes `out` `repeat` times (at least once) and gives the figures of its
+ * fastest run: the size of what it wrote, and what it wrote besides. `out` is removed before each
+ * run and after the last.
+ */
+async function fastestWriting(
+  repeat: number,
+  out: string,
+  run: (attempt: number) => Promise<Sampled>,
+): Promise<Pick<Row, 'seconds' | 'bytes' | 'maxRssMiB' | 'tempBytes'>> {
+  let best: Sampled | undefined;
+  for (let i = 0; i < Math.max(1, repeat); i++) {
+    await rm(out, { force: true });
+    const attempt = await run(i);
+    if (best === undefined || attempt.seconds < best.seconds) best = attempt;
+  }
+  const bytes = (await stat(out)).size;
+  await rm(out, { force: true });
+  return {
+    seconds: best!.seconds,
+    bytes,
+    maxRssMiB: best!.maxRssKiB / 1024,
+    tempBytes: Math.max(0, best!.writeBytes - bytes),
+  };
+}
+
+/**
  * `stevedore export` as a user runs it, timed like the peers: the whole command, process start
  * and module loading included (the in-process rows time the export alone, as the API and the
  * export job, long-running processes, pay it).
@@ -283,27 +309,21 @@ async function cliExport(
   progress: (l: string) => void,
 ): Promise<Row> {
   const out = join(work, 'cli-docker-none.tar');
-  let best: Sampled | undefined;
-  for (let i = 0; i < repeat; i++) {
-    await rm(out, { force: true });
+  const figures = await fastestWriting(repeat, out, (i) => {
     progress(`stevedore export (the CLI) --format docker --compression none (${i + 1})…`);
-    const attempt = await runSampled(
+    return runSampled(
       process.execPath,
       [CLI, 'export', REF, '-o', out, '--format', 'docker', '--compression', 'none'],
-      { env: compileCacheEnv({ ...process.env, STEVEDORE_STORE: storeDir }) },
+      {
+        env: compileCacheEnv({ ...process.env, STEVEDORE_STORE: storeDir }),
+      },
     );
-    if (best === undefined || attempt.seconds < best.seconds) best = attempt;
-  }
-  const bytes = (await stat(out)).size;
-  await rm(out, { force: true });
+  });
   return {
     tool: 'stevedore CLI',
     format: 'docker',
     layers: 'none',
-    seconds: best!.seconds,
-    bytes,
-    maxRssMiB: best!.maxRssKiB / 1024,
-    tempBytes: Math.max(0, best!.writeBytes - bytes),
+    ...figures,
     note: 'the whole command, as podman save is timed',
   };
 }
@@ -342,27 +362,16 @@ async function podmanSave(
       await runSampled(podman, [...base, 'load', '-q', '-i', archive]);
       const out = join(work, 'podman-save.tar');
       progress(`podman (${driver}): podman save…`);
-      let run: Sampled | undefined;
-      for (let i = 0; i < repeat; i++) {
-        await rm(out, { force: true });
-        const attempt = await runSampled(
-          podman,
-          [...base, 'save', '-q', '--format', 'docker-archive', '-o', out, REF],
-          { env: { ...process.env, TMPDIR: join(root, 'tmp') } },
-        );
-        if (run === undefined || attempt.seconds < run.seconds) run = attempt;
-      }
-      if (run === undefined) throw new Error('no podman save run');
-      const bytes = (await stat(out)).size;
-      await rm(out, { force: true });
+      const figures = await fastestWriting(repeat, out, () =>
+        runSampled(podman, [...base, 'save', '-q', '--format', 'docker-archive', '-o', out, REF], {
+          env: { ...process.env, TMPDIR: join(root, 'tmp') },
+        }),
+      );
       rows.push({
         tool: `podman save (${driver})`,
         format: 'docker',
         layers: 'none',
-        seconds: run.seconds,
-        bytes,
-        maxRssMiB: run.maxRssKiB / 1024,
-        tempBytes: Math.max(0, run.writeBytes - bytes),
+        ...figures,
       });
     } catch (err) {
       notes.push(
@@ -414,24 +423,15 @@ async function ctrExport(
     await runSampled(ctr, [...args, 'images', 'import', '--no-unpack', '--all-platforms', archive]);
     const out = join(work, 'ctr-export.tar');
     progress('containerd: ctr images export…');
-    let client: Sampled | undefined;
-    for (let i = 0; i < repeat; i++) {
-      await rm(out, { force: true });
-      const attempt = await runSampled(ctr, [...args, 'images', 'export', out, REF]);
-      if (client === undefined || attempt.seconds < client.seconds) client = attempt;
-    }
-    if (client === undefined) throw new Error('no ctr export run');
-    // The daemon reads the blobs; the client writes the file. Count the daemon's writes too.
-    const bytes = (await stat(out)).size;
-    await rm(out, { force: true });
+    // The daemon reads the blobs; the client writes the file.
+    const figures = await fastestWriting(repeat, out, () =>
+      runSampled(ctr, [...args, 'images', 'export', out, REF]),
+    );
     return {
       tool: 'ctr images export',
       format: 'oci+docker',
       layers: 'original',
-      seconds: client.seconds,
-      bytes,
-      maxRssMiB: client.maxRssKiB / 1024,
-      tempBytes: Math.max(0, client.writeBytes - bytes),
+      ...figures,
       note: 'RSS of the ctr client (the daemon serves the blobs)',
     };
   } catch (err) {
