@@ -21,6 +21,7 @@ function stevedore(workers: number, wallSeconds: number, peak: number[], registr
     topCommands: [['evalsha', 1000]],
     peakRssMiB: peak,
     cpuSeconds: wallSeconds * 1.5,
+    storeServerCpuSeconds: null,
     loadAverage1m: 1.5,
   };
 }
@@ -85,6 +86,20 @@ describe('summarize', () => {
   it('takes the largest worker of a run as its peak RSS', () => {
     expect(summary[1]!.peakRssMiB).toBe(600);
   });
+
+  it("takes the S3 server's CPU on S3 only", () => {
+    const onS3 = (wallSeconds: number, server: number): Run => ({
+      ...(stevedore(1, wallSeconds, [300]) as Extract<Run, { tool: 'stevedore' }>),
+      backend: 's3',
+      storeServerCpuSeconds: server,
+    });
+    const both = summarize([onS3(12, 3), onS3(10, 5), onS3(11, 4), stevedore(1, 9, [300])], SET);
+    expect(both.map((s) => [s.mode, s.storeServerCpuSeconds])).toEqual([
+      ['s3', 4],
+      ['directory', null],
+    ]);
+    expect(summary[2]!.storeServerCpuSeconds).toBeNull();
+  });
 });
 
 describe('compare and checkTargets', () => {
@@ -142,11 +157,11 @@ describe('renderReport', () => {
     expect(report.split('\n').slice(0, 7)).toEqual([
       'pull benchmark',
       '',
-      'tool        store/mode  workers  runs  wall s  CPU s  MB/s gz  MB/s tar  registry/unique  store/unique  redis cmds/layer  peak RSS MiB  load 1m',
-      '----------  ----------  -------  ----  ------  -----  -------  --------  ---------------  ------------  ----------------  ------------  -------',
-      'stevedore    directory        1     3   11.00   16.5     36.4      90.9             1.00          0.50              1000           310      1.5',
-      'stevedore    directory        2     1    8.00   12.0     50.0     125.0             1.00          0.50              1000           600      1.5',
-      'skopeo      oci layout        -     1    5.00      -     80.0         -             1.63             -                 -             -      2.0',
+      'tool        store/mode  workers  runs  wall s  CPU s  S3 server CPU s  MB/s gz  MB/s tar  registry/unique  store/unique  redis cmds/layer  peak RSS MiB  load 1m',
+      '----------  ----------  -------  ----  ------  -----  ---------------  -------  --------  ---------------  ------------  ----------------  ------------  -------',
+      'stevedore    directory        1     3   11.00   16.5                -     36.4      90.9             1.00          0.50              1000           310      1.5',
+      'stevedore    directory        2     1    8.00   12.0                -     50.0     125.0             1.00          0.50              1000           600      1.5',
+      'skopeo      oci layout        -     1    5.00      -                -     80.0         -             1.63             -                 -             -      2.0',
     ]);
     expect(report).toContain(
       '  stevedore directory 1w       stevedore/skopeo 2.20 (target <= 2.5: met);  containerd/stevedore 3.64 (target >= 3: met)',

@@ -52,6 +52,8 @@ export interface ConfigSummary {
   readonly peakRssMiB: number | null;
   /** CPU seconds of all stevedore worker processes during the pull, median; null for peers. */
   readonly cpuSeconds: number | null;
+  /** CPU seconds of the local S3 server during the pull, median; null off S3 and for peers. */
+  readonly storeServerCpuSeconds: number | null;
   /** Median 1-minute load average of the machine when the runs started. */
   readonly loadAverage1m: number;
 }
@@ -109,6 +111,8 @@ export function summarize(runs: readonly Run[], set: SetFigures): ConfigSummary[
         redisCommandsPerLayer: median(own.map((r) => r.redisCommands / r.layerPulls)),
         peakRssMiB: median(own.map((r) => Math.max(...r.peakRssMiB))),
         cpuSeconds: median(own.map((r) => r.cpuSeconds)),
+        storeServerCpuSeconds:
+          first.storeServerCpuSeconds === null ? null : median(own.map((r) => r.storeServerCpuSeconds ?? 0)),
       };
     }
     const peers = group as PeerRun[];
@@ -124,6 +128,7 @@ export function summarize(runs: readonly Run[], set: SetFigures): ConfigSummary[
       redisCommandsPerLayer: null,
       peakRssMiB: peaks.length === 0 ? null : median(peaks),
       cpuSeconds: null,
+      storeServerCpuSeconds: null,
     };
   });
 }
@@ -213,6 +218,7 @@ export function renderReport(input: ReportInput): string {
       'runs',
       'wall s',
       'CPU s',
+      'S3 server CPU s',
       'MB/s gz',
       'MB/s tar',
       'registry/unique',
@@ -228,6 +234,7 @@ export function renderReport(input: ReportInput): string {
       String(s.runs),
       fixed(s.wallSeconds, 2),
       opt(s.cpuSeconds, 1),
+      opt(s.storeServerCpuSeconds, 1),
       fixed(s.compressedMBps, 1),
       opt(s.tarMBps, 1),
       fixed(s.registryRatio, 2),

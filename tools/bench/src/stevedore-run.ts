@@ -52,6 +52,11 @@ export interface StevedoreRun {
   readonly peakRssMiB: readonly number[];
   /** CPU seconds of all worker processes together from the first submit to the last completion. */
   readonly cpuSeconds: number;
+  /**
+   * CPU seconds of the local S3 server over the same interval (it shares the machine's cores with
+   * the workers); null on a directory store.
+   */
+  readonly storeServerCpuSeconds: number | null;
   /** The machine's 1-minute load average when the pulls were submitted (it is shared). */
   readonly loadAverage1m: number;
 }
@@ -70,6 +75,8 @@ const TOP_COMMANDS = 8;
 interface RunStore {
   readonly env: Record<string, string>;
   readonly config: BackendConfig;
+  /** The local S3 server's pid (its CPU is measured); undefined on a directory store. */
+  readonly serverPid?: number;
 }
 
 async function freshStore(kind: StoreKind, defer: Defer): Promise<RunStore> {
@@ -81,6 +88,7 @@ async function freshStore(kind: StoreKind, defer: Defer): Promise<RunStore> {
   defer(() => s3.stop());
   const prefix = `bench-${randomUUID()}`;
   return {
+    serverPid: s3.pid,
     env: {
       STEVEDORE_STORE: `s3://${s3.bucket}/${prefix}`,
       STEVEDORE_S3_ENDPOINT: s3.endpoint,
@@ -252,6 +260,7 @@ export async function runStevedore(options: StevedoreRunOptions): Promise<Steved
     const statsBefore = commandCalls(await connection.info('commandstats'));
     const loadAverage1m = loadavg()[0]!;
     const cpuBefore = await Promise.all(workers.map((w) => cpuSeconds(w.pid)));
+    const serverCpuBefore = runStore.serverPid === undefined ? 0 : await cpuSeconds(runStore.serverPid);
     const started = performance.now();
     const ids = await Promise.all(set.images.map((i) => submitter.submit(`${proxy.host}/${i.ref}`)));
     await pulls.expect(ids);
@@ -260,6 +269,8 @@ export async function runStevedore(options: StevedoreRunOptions): Promise<Steved
     const statsAfter = commandCalls(await connection.info('commandstats'));
     const registryBytes = proxy.bytesServed(BLOB_GET_PATH, 'GET');
     const cpuAfter = await Promise.all(workers.map((w) => cpuSeconds(w.pid)));
+    const storeServerCpuSeconds =
+      runStore.serverPid === undefined ? null : (await cpuSeconds(runStore.serverPid)) - serverCpuBefore;
     // For reading a run's timeline afterwards (each job's start and end are in the log lines).
     const logDir = process.env.STEVEDORE_BENCH_WORKER_LOGS;
     if (logDir !== undefined) {
@@ -295,6 +306,7 @@ export async function runStevedore(options: StevedoreRunOptions): Promise<Steved
       topCommands: commandDelta(statsBefore, statsAfter).slice(0, TOP_COMMANDS),
       peakRssMiB: peak,
       cpuSeconds: cpuAfter.reduce((sum, after, i) => sum + after - cpuBefore[i]!, 0),
+      storeServerCpuSeconds,
       loadAverage1m,
     };
   });
