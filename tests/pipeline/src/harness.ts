@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, inject } from 'vitest';
-import { Digester, RegistryClient, parseReference, type Digest } from '@stevedore/oci';
+import { Digester, RegistryClient, parseReference, type Digest, type DiffID } from '@stevedore/oci';
 import { PullSubmitter, producerConnection, type PullStatus } from '@stevedore/pipeline';
 import { openStore, type Store } from '@stevedore/store';
 import {
@@ -140,6 +140,15 @@ export async function startCluster(backend: BackendKind, roles: readonly WorkerR
       if (dir !== undefined) await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Each layer of a fixture image: its compressed digest and its diffID, bottom first. */
+export function layersOf(image: FixtureImage): { digest: Digest; diffID: DiffID }[] {
+  return image.layerDescriptors.map((descriptor, i) => {
+    const layer = image.layers[i];
+    if (layer === undefined) throw new Error('fixture image: fewer layers than descriptors');
+    return { digest: descriptor.digest, diffID: layer.diffId };
+  });
 }
 
 /** GET requests for one blob that the registry answered with content. */

@@ -15,6 +15,7 @@ import {
   pullAllAtOnce,
   pushImagesSharingABase,
   blobGets,
+  layersOf,
   startCluster,
   until,
   type BackendKind,
@@ -38,10 +39,9 @@ function imageMissing(): never {
 
 /** The first layer's compressed digest and diffID. */
 function firstLayer(image: FixtureImage): { digest: Digest; diffID: DiffID } {
-  const descriptor = image.layerDescriptors[0];
-  const layer = image.layers[0];
-  if (descriptor === undefined || layer === undefined) throw new Error('fixture image has no layer');
-  return { digest: descriptor.digest, diffID: layer.diffId };
+  const first = layersOf(image)[0];
+  if (first === undefined) throw new Error('fixture image has no layer');
+  return first;
 }
 
 describe.each<BackendKind>(['directory', 's3'])('pull pipeline, store on %s', (backend) => {

@@ -7,13 +7,14 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import '@stevedore/testing';
-import { parseReference, type Digest, type DiffID } from '@stevedore/oci';
-import { buildImageFromTrees, generateTree, type FixtureImage } from '@stevedore/testing';
+import { parseReference, type Digest } from '@stevedore/oci';
+import { buildImageFromTrees, generateTree } from '@stevedore/testing';
 import {
   checkLayersAndStop,
   pullAllAtOnce,
   pushImagesSharingABase,
   blobGets,
+  layersOf,
   startCluster,
   until,
   type BackendKind,
@@ -22,14 +23,6 @@ import {
 
 const MiB = 1024 * 1024;
 const SPLIT_WHILE_FETCHING = '"msg":"blob fetched and layer split"';
-
-function layersOf(image: FixtureImage): { digest: Digest; diffID: DiffID }[] {
-  return image.layerDescriptors.map((descriptor, i) => {
-    const layer = image.layers[i];
-    if (layer === undefined) throw new Error('fixture image: fewer layers than descriptors');
-    return { digest: descriptor.digest, diffID: layer.diffId };
-  });
-}
 
 /** Log lines, across every worker, saying that `digest` was split while it was fetched. */
 function splitWhileFetchingLines(cluster: Cluster, digest: Digest): number {
