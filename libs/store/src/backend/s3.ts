@@ -183,17 +183,33 @@ export class S3Backend implements Backend {
 
   async getBytes(key: string, options: GetOptions = {}): Promise<Buffer> {
     const stream = await this.get(key, options);
-    const parts: Buffer[] = [];
-    let length = 0;
+    const range = options.range;
     try {
-      for await (const chunk of stream) {
-        parts.push(chunk as Buffer);
-        length += (chunk as Buffer).length;
+      if (range === undefined) {
+        const parts: Buffer[] = [];
+        let length = 0;
+        for await (const chunk of stream) {
+          parts.push(chunk as Buffer);
+          length += (chunk as Buffer).length;
+        }
+        return Buffer.concat(parts, length);
       }
+      // A range's length is known: the body goes straight into one buffer (gathering the parts
+      // and concatenating them held each range twice, the rebuild's largest allocation on S3).
+      const buf = Buffer.allocUnsafe(range.length);
+      let filled = 0;
+      for await (const chunk of stream) {
+        const part = chunk as Buffer;
+        if (filled + part.length > buf.length) {
+          throw new Error(`${this.description} sent more than the ${range.length} bytes asked for`);
+        }
+        buf.set(part, filled);
+        filled += part.length;
+      }
+      return filled === buf.length ? buf : buf.subarray(0, filled);
     } catch (err) {
       throw wrap(err, `get ${key} from ${this.description} failed`);
     }
-    return Buffer.concat(parts, length);
   }
 
   async head(key: string, options: { signal?: AbortSignal } = {}): Promise<ObjectInfo | undefined> {
