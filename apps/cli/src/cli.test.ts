@@ -132,10 +132,16 @@ describe('stevedore CLI', () => {
     // No NODE_COMPILE_CACHE: node would not cache by itself; the launcher turns the cache on.
     const tmp = join(home, 'tmp');
     await mkdir(tmp);
-    const r = await stevedore(['--help'], { ...env, NODE_COMPILE_CACHE: undefined, TMPDIR: tmp });
+    const r = await stevedore(['images'], {
+      ...env,
+      NODE_COMPILE_CACHE: undefined,
+      TMPDIR: tmp,
+      STEVEDORE_STORE: join(home, 'empty-store'),
+    });
     expect(r.code).toBe(0);
     const cached = await readdir(join(tmp, 'node-compile-cache'), { recursive: true });
-    // One directory per Node version and one entry per module: main.ts and the modules it loads.
+    // One directory per Node version and one entry per module: main.ts, the command's module and
+    // the store's modules it loads.
     expect(cached.length).toBeGreaterThan(5);
   });
 

@@ -4,10 +4,9 @@
  * Exit codes: 0 success, 1 the operation failed (the reason on stderr), 2 bad usage.
  */
 import { parseArgs } from 'node:util';
-import { exportCommand, ExportUsageError } from './commands/export.ts';
-import { imagesCommand, inspectCommand, rmCommand } from './commands/images.ts';
-import { pullCommand } from './commands/pull.ts';
-import { apiCommand, stackCommand } from './commands/services.ts';
+
+// Each command's module is loaded when the command runs: `stevedore export` does not load the
+// queue clients, nor `stevedore pull` the store.
 
 const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 
@@ -117,22 +116,29 @@ async function main(argv: readonly string[]): Promise<number> {
       const ref = positionals[0];
       if (ref === undefined || positionals.length > 1)
         return usageError(command, 'expected exactly one image reference');
+      const { pullCommand } = await import('./commands/pull.ts');
       return pullCommand({ ref, platform: values.platform, wait: values.wait === true, json, redisUrl });
     }
-    case 'images':
+    case 'images': {
+      const { imagesCommand } = await import('./commands/images.ts');
       return imagesCommand(json);
+    }
     case 'inspect': {
       const ref = positionals[0];
       if (ref === undefined || positionals.length > 1)
         return usageError(command, 'expected exactly one image reference');
+      const { inspectCommand } = await import('./commands/images.ts');
       return inspectCommand(ref);
     }
-    case 'rm':
+    case 'rm': {
       if (positionals.length === 0) return usageError(command, 'expected at least one image reference');
+      const { rmCommand } = await import('./commands/images.ts');
       return rmCommand(positionals);
+    }
     case 'export': {
       if (positionals.length === 0) return usageError(command, 'expected at least one image reference');
       if (values.output === undefined) return usageError(command, 'missing -o FILE (or -o - for stdout)');
+      const { exportCommand, ExportUsageError } = await import('./commands/export.ts');
       try {
         return await exportCommand({
           refs: positionals,
@@ -151,10 +157,14 @@ async function main(argv: readonly string[]): Promise<number> {
       const { runWorkers } = await import('./commands/worker.ts');
       return runWorkers(positionals);
     }
-    case 'api':
+    case 'api': {
+      const { apiCommand } = await import('./commands/services.ts');
       return apiCommand();
-    case 'stack':
+    }
+    case 'stack': {
+      const { stackCommand } = await import('./commands/services.ts');
       return stackCommand();
+    }
     default:
       return usageError(command, 'unknown command');
   }

@@ -37,7 +37,7 @@ import {
   type ImageManifest,
   type MediaType,
   type Descriptor,
-} from '@stevedore/oci';
+} from '@stevedore/oci/spec';
 import type { ImageRecord, LayerRecord, VariantCompression, VariantRecipe } from '@stevedore/store';
 import { mapLimited } from '@stevedore/store';
 import { compressorFor, recipeOf } from './codec.ts';

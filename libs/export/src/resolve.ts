@@ -21,7 +21,7 @@ import {
   type MediaType,
   type Platform,
   type Reference,
-} from '@stevedore/oci';
+} from '@stevedore/oci/spec';
 import type { ImageRecord, Store } from '@stevedore/store';
 import { ExportRequestError, IncompleteImageError, UnknownReferenceError } from './errors.ts';
 import type { ExportFormat } from './options.ts';

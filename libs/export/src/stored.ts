@@ -6,7 +6,7 @@
  *     exports/<id>.json            its record, published last
  */
 import { PassThrough, pipeline, Transform, type Readable } from 'node:stream';
-import { Digester, digestOf, parseDigest, type Digest } from '@stevedore/oci';
+import { Digester, digestOf, parseDigest, type Digest } from '@stevedore/oci/spec';
 import { CorruptObjectError, ObjectNotFoundError } from '@stevedore/store';
 import {
   archiveSuffix,

@@ -18,7 +18,7 @@ import { Readable, Transform, type TransformCallback, type Writable } from 'node
 import { pipeline } from 'node:stream/promises';
 import { pipeline as pipelineCallback } from 'node:stream';
 import { pack as tarPack, type Pack } from 'tar-stream';
-import { Digester, type DiffID, type Digest } from '@stevedore/oci';
+import { Digester, type DiffID, type Digest } from '@stevedore/oci/spec';
 import { drained, StreamHasher, type Limiter } from '@stevedore/store';
 import { compressorFor, recipeOf } from './codec.ts';
 import { LayerVariantMismatchError } from './errors.ts';

@@ -6,7 +6,7 @@
  * applies the blob policy), then the image record, then the reference.
  */
 import type { Readable } from 'node:stream';
-import { parseManifest, parseMediaType, parsePlatform, parseReference } from '@stevedore/oci';
+import { parseManifest, parseMediaType, parsePlatform, parseReference } from '@stevedore/oci/spec';
 import { openStore, type BackendConfig, type Store } from '@stevedore/store';
 import type { PipelineStore } from './ports.ts';
 import type { WorkerConfig } from './service-config.ts';

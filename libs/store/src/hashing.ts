@@ -7,7 +7,7 @@
  * are copied into a small ring of shared memory of the hasher's own (a copy costs a tenth of the
  * hash it moves off the caller's thread).
  */
-import { parseDigest, type Digest } from '@stevedore/oci';
+import { parseDigest, type Digest } from '@stevedore/oci/spec';
 import type { Limiter } from './limiter.ts';
 import type { DigestBlockRequest, DigestBytesRequest, DigestEndRequest } from './worker.ts';
 

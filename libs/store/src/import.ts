@@ -11,7 +11,7 @@
  * then given back. Memory is bounded by the blocks: one is taken before more input is read, so a
  * slow store slows the reader down (backpressure) instead of buffering the layer.
  */
-import { Digester, parseDiffID, type DiffID } from '@stevedore/oci';
+import { Digester, parseDiffID, type DiffID } from '@stevedore/oci/spec';
 import { StreamHasher } from './hashing.ts';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';

@@ -6,7 +6,7 @@
  * not match, a second, diagnostic pass checks each object and names the corrupt one. readFile
  * checks the objects of its file (docs/store-format.md "Reading").
  */
-import { Digester } from '@stevedore/oci';
+import { Digester } from '@stevedore/oci/spec';
 import { pipeline, Readable, Transform } from 'node:stream';
 import { createZstdDecompress } from 'node:zlib';
 import type { Backend } from './backend/backend.ts';

@@ -13,7 +13,7 @@
  *     layer-variants/<alg>/<hex>/<recipe>.json  a layer's recompressed digest and size (variants.ts)
  *     exports/<id>.tar[.gz|.zst], <id>.json     export archives written by export jobs
  */
-import { digestAlgorithm, digestHex, type Digest, type Reference } from '@stevedore/oci';
+import { digestAlgorithm, digestHex, type Digest, type Reference } from '@stevedore/oci/spec';
 
 export const FORMAT_KEY = 'stevedore-store.json';
 export const PREFIX = {

@@ -7,7 +7,7 @@
  * (loaded once, refreshed incrementally) and verified reads. {@link ObjectWriter} is per import:
  * dedup against the index, pack assembly and writes, and the import's index entries.
  */
-import { digestHex, digestOf } from '@stevedore/oci';
+import { digestHex, digestOf } from '@stevedore/oci/spec';
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { listAll, type Backend } from './backend/backend.ts';

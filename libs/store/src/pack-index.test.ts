@@ -1,4 +1,4 @@
-import { digestHex, digestOf } from '@stevedore/oci';
+import { digestHex, digestOf } from '@stevedore/oci/spec';
 import { describe, expect, it } from 'vitest';
 import { InvalidFormatError } from './errors.ts';
 import { decodeIndex, encodeIndex, KeyTable, ObjectIndex, type IndexEntry } from './pack-index.ts';

@@ -12,7 +12,7 @@ import {
   type Digest,
   type MediaType,
   type Platform,
-} from '@stevedore/oci';
+} from '@stevedore/oci/spec';
 import { InvalidFormatError } from './errors.ts';
 
 export const SCHEMA_VERSION = 1;

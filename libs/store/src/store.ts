@@ -16,7 +16,7 @@ import {
   type MediaType,
   type Platform,
   type Reference,
-} from '@stevedore/oci';
+} from '@stevedore/oci/spec';
 import { pipeline, Transform, type Readable } from 'node:stream';
 import { listAll, type Backend, type BackendStats } from './backend/backend.ts';
 import { DirectoryBackend } from './backend/directory.ts';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { parseDiffID, parseDigest } from '@stevedore/oci';
+import { parseDiffID, parseDigest } from '@stevedore/oci/spec';
 import { InvalidFormatError, MissingDependencyError } from './errors.ts';
 import { openStore } from './store.ts';
 import { decodeLayerVariantRecord, layerVariantKey, recipeName, type VariantRecipe } from './variants.ts';

@@ -16,7 +16,7 @@ import {
   parseDigest,
   type DiffID,
   type Digest,
-} from '@stevedore/oci';
+} from '@stevedore/oci/spec';
 import { InvalidFormatError } from './errors.ts';
 import { PREFIX } from './layout.ts';
 import { SCHEMA_VERSION } from './records.ts';

@@ -1,4 +1,4 @@
-import { digestHex, digestOf } from '@stevedore/oci';
+import { digestHex, digestOf } from '@stevedore/oci/spec';
 import { createCipheriv } from 'node:crypto';
 import { constants, zstdCompressSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';

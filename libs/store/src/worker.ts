@@ -4,11 +4,9 @@
  * {@link WorkerRequest}/{@link WorkerResponse} unions; buffers are transferred, not copied, when the
  * main thread owns them.
  *
- * sha256 here is node:crypto's, not @stevedore/oci's Digester (the repository's hashing helper):
- * that package's one entry point also loads the registry client (undici and the rest), about 20 MiB
- * of RSS in every worker thread for code a hashing thread never runs. Same algorithm on the same
- * bytes; the main thread keeps using the helper. With a `@stevedore/oci/digest` entry point this
- * module would import that instead.
+ * sha256 here is node:crypto's, not the Digester of @stevedore/oci/spec (the repository's hashing
+ * helper): an object is hashed with one call of the one-shot `hash`, which the streaming helper
+ * does not offer, and the thread loads only node: modules. Same algorithm on the same bytes.
  */
 import { createHash, hash, type Hash } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';

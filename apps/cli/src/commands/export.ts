@@ -23,8 +23,8 @@ import {
   type LayerCompressionChoice,
   type PlatformChoice,
 } from '@stevedore/export';
-import { InvalidPlatformError } from '@stevedore/oci';
-import { openConfiguredStore, WORKER_ENV } from '@stevedore/pipeline';
+import { InvalidPlatformError } from '@stevedore/oci/spec';
+import { openConfiguredStore, WORKER_ENV } from '@stevedore/pipeline/store-config';
 
 const MB = 1000 * 1000;
 

@@ -3,8 +3,8 @@
  * read the store named by the environment (STEVEDORE_STORE and the S3 variables), as workers do.
  */
 import { parseEnv } from '@stevedore/config';
-import { digestHex, formatPlatform, parseManifest, parseReference, type Digest } from '@stevedore/oci';
-import { openConfiguredStore, WORKER_ENV } from '@stevedore/pipeline';
+import { digestHex, formatPlatform, parseManifest, parseReference, type Digest } from '@stevedore/oci/spec';
+import { openConfiguredStore, WORKER_ENV } from '@stevedore/pipeline/store-config';
 import type { ImageRecord, Store } from '@stevedore/store';
 
 const MB = 1000 * 1000;
