@@ -15,7 +15,7 @@ import { Digester, parseDiffID, type DiffID } from '@stevedore/oci/spec';
 import { StreamHasher } from './hashing.ts';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { addAbortSignal, PassThrough, Transform, type Readable } from 'node:stream';
+import { addAbortSignal, PassThrough, Readable, Transform } from 'node:stream';
 import { createZstdCompress } from 'node:zlib';
 import type { Backend } from './backend/backend.ts';
 import { DigestMismatchError } from './errors.ts';
@@ -38,6 +38,16 @@ export const MAX_BLOCK_OBJECTS = 4096;
 const SPLITSTREAM_WRITE_BYTES = 256 * 1024;
 /** Random ids of splitstreams (keyed before their diffID is known; see the format doc). */
 const SPLITSTREAM_ID_BYTES = 16;
+
+/**
+ * What an import reads: an uncompressed tar as a stream, or as an iterable of chunks. An iterable's
+ * chunks are read in place: each is copied (into the shared blocks and the splitstream) before the
+ * next one is asked for, so its producer may reuse a chunk's memory as soon as the store asks for
+ * the next (reads into two alternating buffers, for example), and leave no garbage Buffers behind.
+ * A Readable reads ahead of its consumer, so this holds for iterables only. An iterable is closed
+ * (`return()`) when the import stops early; an abort takes effect when its next chunk arrives.
+ */
+export type LayerInput = Readable | AsyncIterable<Uint8Array>;
 
 export interface ImportOptions {
   /** When given: return early if the layer is present, and fail (storing nothing) on mismatch. */
@@ -170,14 +180,20 @@ class SplitstreamWriter {
 /** Imports one layer. See the module comment; `deps` are the store's parts. */
 export async function importLayer(
   deps: ImportDeps,
-  tar: Readable,
+  tar: LayerInput,
   options: ImportOptions = {},
 ): Promise<ImportResult> {
   const { backend, objects, limiter } = deps;
+  const stream = tar instanceof Readable ? tar : undefined;
+  /** Stops the input (a stream is destroyed; an iterable not being read is closed). */
+  const stopInput = async (): Promise<void> => {
+    if (stream !== undefined) stream.destroy();
+    else await (tar as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]().return?.();
+  };
   if (options.expectedDiffID !== undefined) {
     const existing = await deps.readLayer(options.expectedDiffID, options.signal);
     if (existing !== undefined) {
-      tar.destroy();
+      await stopInput();
       return {
         diffID: existing.diffID,
         size: existing.size,
@@ -198,7 +214,7 @@ export async function importLayer(
     failure = err instanceof Error ? err : new Error(String(err));
     controller.abort(failure);
   };
-  addAbortSignal(signal, tar);
+  if (stream !== undefined) addAbortSignal(signal, stream);
 
   const stats = emptyStats();
   const writer = new ObjectWriter(objects, stats, signal, fail);
@@ -302,7 +318,8 @@ export async function importLayer(
   };
 
   try {
-    for await (const chunk of tar as AsyncIterable<Buffer>) {
+    // Every chunk is done with (copied) before the loop asks for the next: see LayerInput.
+    for await (const chunk of tar as AsyncIterable<Uint8Array>) {
       for (const ev of splitter.push(chunk)) {
         switch (ev.kind) {
           case 'inline':
@@ -399,7 +416,8 @@ export async function importLayer(
     }
     await writer.settle();
     await diff.discard();
-    tar.destroy();
+    // An iterable was closed when the loop above threw out of it.
+    stream?.destroy();
     // Packs and the splitstream are unique to this import and unreachable without its index and
     // record: remove them.
     // Once the index is published the packs are reachable through it (other layers may already

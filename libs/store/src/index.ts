@@ -15,7 +15,7 @@ export {
   type ReindexResult,
   type StoreConfig,
 } from './store.ts';
-export type { ImportOptions, ImportResult } from './import.ts';
+export type { ImportOptions, ImportResult, LayerInput } from './import.ts';
 export { INLINE_MAX } from './import.ts';
 export { mapLimited } from './map-limited.ts';
 export { CHUNK_SIZE, PACK_TARGET } from './objects.ts';

@@ -29,7 +29,7 @@ import {
   ObjectNotFoundError,
 } from './errors.ts';
 import { tuneHeapForStreaming } from './heap-tuning.ts';
-import { importLayer, INLINE_MAX, type ImportOptions, type ImportResult } from './import.ts';
+import { importLayer, INLINE_MAX, type ImportOptions, type ImportResult, type LayerInput } from './import.ts';
 import { openLayer, readFile } from './layer-reader.ts';
 import { mapLimited } from './map-limited.ts';
 import { blobKey, FORMAT_KEY, imageKey, layerBlobKey, layerKey, PREFIX, referenceKey } from './layout.ts';
@@ -260,10 +260,11 @@ export class Store {
 
   /**
    * Splits an uncompressed layer tar into the store and publishes its layer record. Returns early
-   * (destroying `tar`) when `expectedDiffID` is given and already stored; fails, publishing
-   * nothing, on a malformed or truncated tar or a diffID mismatch.
+   * (destroying or closing `tar`) when `expectedDiffID` is given and already stored; fails,
+   * publishing nothing, on a malformed or truncated tar or a diffID mismatch. An iterable's chunks
+   * are read in place (its producer may reuse their memory): see {@link LayerInput}.
    */
-  async importLayer(tar: Readable, options: ImportOptions = {}): Promise<ImportResult> {
+  async importLayer(tar: LayerInput, options: ImportOptions = {}): Promise<ImportResult> {
     return importLayer(
       {
         backend: this.backend,

@@ -9,6 +9,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { setImmediate as turn } from 'node:timers/promises';
 import { buffer } from 'node:stream/consumers';
 import { gzipSync, zstdCompressSync } from 'node:zlib';
 import { afterAll, describe, expect, inject, it } from 'vitest';
@@ -248,6 +249,45 @@ describe.each(BACKENDS)('store on $name', (backend) => {
         const got = await collect(await store.readFile(result.diffID, path));
         expect(got.equals(content), path).toBe(true);
       }
+    });
+
+    it('reads an iterable in place: its producer may reuse a chunk once the next is asked for', async () => {
+      const tar = await packTar(tarStreamEntries());
+      // One buffer for every chunk, scribbled over as soon as the store asks for the next: a store
+      // that kept a chunk (or a view of it) past that point would store the scribble.
+      const reused = Buffer.alloc(10_000);
+      let pulled = 0;
+      async function* inPlace(): AsyncGenerator<Uint8Array> {
+        for (let i = 0; i < tar.length; i += reused.length) {
+          await turn(); // as a producer reading a file would: the store's other work runs meanwhile
+          const n = tar.copy(reused, 0, i, i + reused.length);
+          pulled++;
+          yield reused.subarray(0, n);
+          reused.fill(0xa5);
+        }
+      }
+      const store = await freshStore();
+      const result = await store.importLayer(inPlace());
+      expect(result.diffID).toBe(diffIDOf(tar));
+      expect(pulled).toBe(Math.ceil(tar.length / reused.length));
+      expect((await collect(await store.openLayer(result.diffID))).equals(tar)).toBe(true);
+      expect((await collect(await store.readFile(result.diffID, '/usr/lib/big.so'))).equals(BIG)).toBe(true);
+
+      // Already stored: returns early without reading the iterable.
+      pulled = 0;
+      const again = await store.importLayer(inPlace(), { expectedDiffID: result.diffID });
+      expect(again.alreadyPresent).toBe(true);
+      expect(pulled).toBe(0);
+
+      // An iterable that fails halfway: the import fails with its error and publishes nothing.
+      const other = await packTar(randomFiles(300, 20, 30 * KiB));
+      async function* failing(): AsyncGenerator<Uint8Array> {
+        yield other.subarray(0, other.length >> 1);
+        await turn();
+        throw new Error('producer failed');
+      }
+      await expect(store.importLayer(failing())).rejects.toThrow('producer failed');
+      expect(await store.hasLayer(diffIDOf(other))).toBe(false);
     });
 
     it('pins the diffID of the handcrafted fixture', async () => {
