@@ -166,6 +166,16 @@ async function procIo(pid: number | 'self'): Promise<{ wchar: number }> {
   return { wchar: Number(/wchar: (\d+)/.exec(text)?.[1] ?? 0) };
 }
 
+/**
+ * Peak RSS of a process (VmHWM), KiB. Not `process.resourceUsage().maxRSS`: Linux carries the
+ * parent's RSS at the fork over the exec into a child's maxrss (a child of this 300 MiB bench
+ * process would report at least that much).
+ */
+async function vmHwmKiB(pid: number | 'self'): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
+}
+
 async function runChild(request: ChildRequest): Promise<void> {
   const store = await openStore({ backend: { kind: 'directory', path: request.storeDir } });
   const before = await procIo('self');
@@ -185,7 +195,7 @@ async function runChild(request: ChildRequest): Promise<void> {
     bytes: written.size,
     digest: written.digest,
     variantsComputed: plan.variantsComputed,
-    maxRssKiB: process.resourceUsage().maxRSS,
+    maxRssKiB: await vmHwmKiB('self'),
     writeBytes: after.wchar - before.wchar,
     cpuSeconds: (() => {
       const used = process.cpuUsage(cpu);
@@ -235,8 +245,7 @@ async function runSampled(
   let wchar = base;
   const sample = async (): Promise<void> => {
     try {
-      const status = await readFile(`/proc/${pid}/status`, 'utf8');
-      maxRssKiB = Math.max(maxRssKiB, Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0));
+      maxRssKiB = Math.max(maxRssKiB, await vmHwmKiB(pid));
       wchar = (await procIo(pid)).wchar;
     } catch {
       // The process exited between two samples: keep the last values.

@@ -10,9 +10,13 @@
  * server in STEVEDORE_BENCH_S3_ENDPOINT / _BUCKET / _REGION with AWS_* credentials).
  *
  * The datasets' tars are written to files before any measurement and read from the page cache
- * (composefs-rs's benchmark reads its tar the same way) in 256 KiB chunks, what the pipeline's
- * layer decoders hand the store. A producer process (a generator, or tar walking /usr/share) would
- * take the same two cores as the split: measured, tar took 4.5 CPU-s per GB of /usr/share.
+ * (composefs-rs's benchmark reads its tar the same way) in 256 KiB chunks. A producer process (a
+ * generator, or tar walking /usr/share) would take the same two cores as the split: measured, tar
+ * took 4.5 CPU-s per GB of /usr/share. By default (`--input reused`) the chunks are read into two
+ * alternating buffers and handed to the store as an iterable, which it reads in place
+ * (import.ts LayerInput): the input leaves no garbage, and the peak RSS is the store's own.
+ * `--input fresh` reads with a ReadStream, a new Buffer per chunk, as Node's decoders hand out
+ * their output (the pipeline's gunzip): V8 frees those only in steps of 64 MB of new memory.
  *
  * Each measurement runs in its own child process so its peak RSS is its own. CPU is
  * `process.cpuUsage()` (every thread of the process: main, store workers, V8's GC helpers, libuv's
@@ -22,11 +26,12 @@
  *
  * Options: --backend directory|s3|both   --dataset a|b|both   --files N (dataset a, default 10000)
  *          --workers N   --memory MiB (the store's Limiter; default one worker per core, 16 MiB)
+ *          --input reused|fresh (how the tar is read, above; default reused)
  */
 import { createCipheriv, randomUUID } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { createReadStream, createWriteStream, readdirSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, open, rm } from 'node:fs/promises';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
@@ -40,6 +45,7 @@ import {
   openStore,
   snapshotStats,
   type BackendConfig,
+  type LayerInput,
   type LimiterOptions,
   type Store,
 } from '../src/index.ts';
@@ -127,11 +133,45 @@ async function writeUsrShareTar(path: string): Promise<void> {
  * A dataset's tar, read from its file (in the page cache: it was just written) in the chunks the
  * pipeline's layer decoders produce.
  */
-function readTar(path: string): Readable {
-  return createReadStream(path, { highWaterMark: STREAM_CHUNK_BYTES });
+/** How the tar is read (see the module comment). */
+type InputMode = 'reused' | 'fresh';
+
+/** The tar in STREAM_CHUNK_BYTES chunks read into two alternating buffers (read in place by the store). */
+async function* readInPlace(path: string): AsyncGenerator<Uint8Array> {
+  const fh = await open(path, 'r');
+  const buffers = [Buffer.allocUnsafeSlow(STREAM_CHUNK_BYTES), Buffer.allocUnsafeSlow(STREAM_CHUNK_BYTES)];
+  let position = 0;
+  try {
+    for (let i = 0; ; i++) {
+      const buffer = buffers[i % buffers.length]!;
+      const { bytesRead } = await fh.read(buffer, 0, buffer.length, position);
+      if (bytesRead === 0) return;
+      position += bytesRead;
+      yield buffer.subarray(0, bytesRead);
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+function readTar(path: string, mode: InputMode): LayerInput {
+  return mode === 'reused'
+    ? readInPlace(path)
+    : createReadStream(path, { highWaterMark: STREAM_CHUNK_BYTES });
 }
 
 // ---- one measurement, in a child process -------------------------------------------------------
+
+/**
+ * This process's peak RSS (VmHWM), MiB. Not `process.resourceUsage().maxRSS`: Linux carries the
+ * parent's RSS at the fork over the exec into a child's maxrss, so every child of a bench parent
+ * that had streamed the 2 GB tar reported at least the parent's 153 MiB.
+ */
+function peakRssMiB(): number {
+  const status = readFileSync('/proc/self/status', 'utf8');
+  const kib = /VmHWM:\s+(\d+)/.exec(status)?.[1];
+  return kib === undefined ? process.resourceUsage().maxRSS / 1024 : Number(kib) / 1024;
+}
 
 interface ChildTask {
   /** `input`: read the dataset with no store (the floor of CPU and memory). */
@@ -143,6 +183,7 @@ interface ChildTask {
   /** Dataset a: the same tar with 1% of its files changed. */
   readonly changedInput?: string;
   readonly limiter: LimiterOptions;
+  readonly inputMode: InputMode;
 }
 
 /** CPU seconds of this process's threads by kind (Linux /proc; empty elsewhere). */
@@ -221,11 +262,11 @@ async function runChild(task: ChildTask): Promise<ChildResult> {
   const threadsBefore = threadCpu();
   const cpuBefore = process.cpuUsage();
   let t = performance.now();
-  const result = await store.importLayer(readTar(task.input));
+  const result = await store.importLayer(readTar(task.input, task.inputMode));
   const splitSeconds = (performance.now() - t) / 1000;
   const cpu = process.cpuUsage(cpuBefore);
   const splitCpuByThread = cpuSplit(threadsBefore, threadCpu());
-  const splitPeakRssMiB = process.resourceUsage().maxRSS / 1024;
+  const splitPeakRssMiB = peakRssMiB();
   const d = diffStats(store.stats, before);
   const stored = await storedBytes(store);
 
@@ -246,7 +287,7 @@ async function runChild(task: ChildTask): Promise<ChildResult> {
   let changedTarBytes: number | undefined;
   if (task.changedInput !== undefined) {
     const drop = await openStore({ backend: task.backend, blobPolicy: 'drop', limiter });
-    const changed = await drop.importLayer(readTar(task.changedInput));
+    const changed = await drop.importLayer(readTar(task.changedInput, task.inputMode));
     changedAddedBytes = (await storedBytes(drop)) - stored;
     changedTarBytes = changed.size;
   }
@@ -267,7 +308,7 @@ async function runChild(task: ChildTask): Promise<ChildResult> {
     rebuildSeconds,
     changedAddedBytes,
     changedTarBytes,
-    peakRssMiB: process.resourceUsage().maxRSS / 1024,
+    peakRssMiB: peakRssMiB(),
   };
 }
 
@@ -281,12 +322,13 @@ interface InputResult {
 async function runInputChild(task: ChildTask): Promise<InputResult> {
   const cpuBefore = process.cpuUsage();
   let bytes = 0;
-  for await (const chunk of readTar(task.input) as AsyncIterable<Buffer>) bytes += chunk.length;
+  for await (const chunk of readTar(task.input, task.inputMode) as AsyncIterable<Uint8Array>)
+    bytes += chunk.length;
   const cpu = process.cpuUsage(cpuBefore);
   return {
     bytes,
     cpuSeconds: (cpu.user + cpu.system) / 1e6,
-    peakRssMiB: process.resourceUsage().maxRSS / 1024,
+    peakRssMiB: peakRssMiB(),
   };
 }
 
@@ -362,8 +404,11 @@ async function main(): Promise<void> {
       files: { type: 'string', default: '10000' },
       workers: { type: 'string' },
       memory: { type: 'string' },
+      input: { type: 'string', default: 'reused' },
     },
   });
+  if (values.input !== 'reused' && values.input !== 'fresh') throw new Error('--input is reused or fresh');
+  const inputMode: InputMode = values.input;
   if (values.child !== undefined) {
     const task = JSON.parse(values.child) as ChildTask;
     const result = task.mode === 'input' ? await runInputChild(task) : await runChild(task);
@@ -395,10 +440,10 @@ async function main(): Promise<void> {
       .map((l) => l.toFixed(1))
       .join(
         ' ',
-      )} on ${availableParallelism()} cores; store limiter: ${limiter.workers ?? availableParallelism()} workers, ${(limiter.memoryBytes ?? DEFAULT_MEMORY_BYTES) / MiB} MiB of blocks`,
+      )} on ${availableParallelism()} cores; store limiter: ${limiter.workers ?? availableParallelism()} workers, ${(limiter.memoryBytes ?? DEFAULT_MEMORY_BYTES) / MiB} MiB of blocks; input read ${inputMode === 'reused' ? 'into two alternating buffers (read in place)' : 'with a ReadStream (a new Buffer per chunk)'}`,
   );
   try {
-    await measureAll(backends, datasets, files, limiter, inputs);
+    await measureAll(backends, datasets, files, limiter, inputMode, inputs);
   } finally {
     await rm(inputDir, { recursive: true, force: true });
   }
@@ -409,6 +454,7 @@ async function measureAll(
   datasets: readonly ('a' | 'b')[],
   files: number,
   limiter: LimiterOptions,
+  inputMode: InputMode,
   inputs: { readonly a: string; readonly changed: string; readonly b: string },
 ): Promise<void> {
   for (const name of backends) {
@@ -440,8 +486,8 @@ async function measureAll(
         const label = dataset === 'a' ? `synthetic ${files} x 200 KiB` : 'tar of /usr/share';
         const task: Omit<ChildTask, 'mode'> =
           dataset === 'a'
-            ? { backend, dataset, input: inputs.a, changedInput: inputs.changed, limiter }
-            : { backend, dataset, input: inputs.b, limiter };
+            ? { backend, dataset, input: inputs.a, changedInput: inputs.changed, limiter, inputMode }
+            : { backend, dataset, input: inputs.b, limiter, inputMode };
         const result = await inChild<ChildResult>({ ...task, mode: 'store' });
         const input = await inChild<InputResult>({ ...task, mode: 'input' });
         console.log(format(name, label, result, input));
