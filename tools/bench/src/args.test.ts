@@ -50,6 +50,10 @@ describe('parseBenchArgs', () => {
       argv: ['split', '--dataset', 'b', '--results-dir', '/tmp/r'],
       passThrough: ['--dataset', 'b'],
     },
+    {
+      argv: ['split', '--input', 'fresh', '--dataset', 'b'],
+      passThrough: ['--dataset', 'b', '--input', 'fresh'],
+    },
   ])('split $argv', ({ argv, passThrough }) => {
     const args = parseBenchArgs(argv)!;
     expect(args.name).toBe('split');

@@ -25,6 +25,8 @@ pull:
                      issue 4's 250 MB gzip image of 50,000 files; results in pull-usr-share.json)
 split (passed to the store's benchmark):
   --backend directory|s3|both   --dataset a|b|both   --files N
+  --input reused|fresh   the tar read into two reused buffers the store reads in place (default),
+                         or with a new Buffer per chunk, as Node's decoders hand out their output
 `;
 
 export type BenchName = 'split' | 'pull';
@@ -99,6 +101,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs | undefined {
         backend: { type: 'string' },
         dataset: { type: 'string' },
         files: { type: 'string' },
+        input: { type: 'string' },
       },
     });
   } catch (err) {
@@ -115,7 +118,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs | undefined {
   }
   const quick = values.quick;
   const pullOnly = ['s3', 'workers', 'no-peers', 'repeat', 'timeout', 'set'] as const;
-  const splitOnly = ['backend', 'dataset', 'files'] as const;
+  const splitOnly = ['backend', 'dataset', 'files', 'input'] as const;
   const misplaced =
     name === 'split'
       ? pullOnly.filter((o) => values[o] !== undefined && values[o] !== false)
