@@ -129,10 +129,6 @@ async function writeUsrShareTar(path: string): Promise<void> {
   if (code !== 0 && code !== 1) throw new Error(`tar exited with ${code}`);
 }
 
-/**
- * A dataset's tar, read from its file (in the page cache: it was just written) in the chunks the
- * pipeline's layer decoders produce.
- */
 /** How the tar is read (see the module comment). */
 type InputMode = 'reused' | 'fresh';
 
@@ -154,6 +150,7 @@ async function* readInPlace(path: string): AsyncGenerator<Uint8Array> {
   }
 }
 
+/** A dataset's tar, read from its file (in the page cache: it was just written) in 256 KiB chunks. */
 function readTar(path: string, mode: InputMode): LayerInput {
   return mode === 'reused'
     ? readInPlace(path)
