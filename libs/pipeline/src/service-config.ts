@@ -24,6 +24,11 @@ export const WORKER_ENV = {
     ['keep', 'drop'],
     'keep',
   ),
+  STEVEDORE_GC_PACE_ABOVE_MIB: env.integer(
+    'above this RSS (MiB), rebuilds of layers (exports) ask V8 for a GC every 8 MiB of output, for the 256 MiB target; 0: never',
+    208,
+    { min: 0, max: 1_048_576 },
+  ),
   STEVEDORE_PULL_CONCURRENCY: env.integer('pull jobs (resolving references) at once per process', 4, {
     min: 1,
     max: 256,

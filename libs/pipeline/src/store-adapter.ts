@@ -11,20 +11,20 @@ import { openStore, type BackendConfig, type Store } from '@stevedore/store';
 import type { PipelineStore } from './ports.ts';
 import type { WorkerConfig } from './service-config.ts';
 
-type StoreEnv = Pick<
+type BackendEnv = Pick<
   WorkerConfig,
   | 'STEVEDORE_STORE'
   | 'STEVEDORE_S3_ENDPOINT'
   | 'STEVEDORE_S3_REGION'
   | 'STEVEDORE_S3_FORCE_PATH_STYLE'
   | 'STEVEDORE_S3_CHECKSUM'
-  | 'STEVEDORE_BLOB_POLICY'
 >;
+type StoreEnv = BackendEnv & Pick<WorkerConfig, 'STEVEDORE_BLOB_POLICY' | 'STEVEDORE_GC_PACE_ABOVE_MIB'>;
 
 const CHECKSUM_MODE = { when_supported: 'WHEN_SUPPORTED', when_required: 'WHEN_REQUIRED' } as const;
 
 /** `s3://bucket/prefix` → S3; `file:///path` or a plain path → a directory. */
-export function backendFromConfig(config: StoreEnv): BackendConfig {
+export function backendFromConfig(config: BackendEnv): BackendConfig {
   const where = config.STEVEDORE_STORE;
   if (where.startsWith('s3://')) {
     const rest = where.slice('s3://'.length);
@@ -49,7 +49,11 @@ export function backendFromConfig(config: StoreEnv): BackendConfig {
 }
 
 export async function openConfiguredStore(config: StoreEnv): Promise<Store> {
-  return openStore({ backend: backendFromConfig(config), blobPolicy: config.STEVEDORE_BLOB_POLICY });
+  return openStore({
+    backend: backendFromConfig(config),
+    blobPolicy: config.STEVEDORE_BLOB_POLICY,
+    gcPaceAboveBytes: config.STEVEDORE_GC_PACE_ABOVE_MIB * 1024 * 1024,
+  });
 }
 
 export function pipelineStore(store: Store): PipelineStore {

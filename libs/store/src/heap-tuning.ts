@@ -26,6 +26,7 @@
  * apply to the whole process, worker threads included. Called by openStore; idempotent.
  */
 import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 
 export const STREAMING_V8_FLAGS = [
   '--heap-growing-percent=300',
@@ -39,4 +40,66 @@ export function tuneHeapForStreaming(): void {
   if (tuned) return;
   tuned = true;
   for (const flag of STREAMING_V8_FLAGS) setFlagsFromString(flag);
+}
+
+const MiB = 1024 * 1024;
+
+/*
+ * Pacing V8's garbage collection to the store's Buffer churn, while the process is large.
+ *
+ * A rebuild hands out a new Buffer per block of the tar (1 byte per byte rebuilt) and reads its
+ * objects into a new Buffer per group (S3 adds the socket's chunks): garbage outside V8's heap. V8
+ * looks at that memory only when 64 MB of it has been allocated since its last full GC, and the
+ * freed buffers leave the C heap fragmented. Measured on the rebuild of /usr/share (645 MB, split
+ * bench), after the split: RSS went from 190 to 270-287 MiB on S3 and to 243-276 on a directory,
+ * with the main thread's C heap ([heap] in smaps) at 93 MiB for about 50 MiB of live ArrayBuffers.
+ *
+ * So every GC_PACE_BYTES of buffers handed out (the rebuild notes its output and group reads, the
+ * S3 backend the response chunks of a ranged read), a rebuild looks at the RSS and, above
+ * `aboveBytes` (default: the store's 256 MiB target less 48 MiB of room for the garbage of a few
+ * paces and its fragmentation), asks V8 for a GC: a scavenge, and every MAJOR_GC_EVERY-th time a
+ * full GC. A scavenge is cheap and frees the buffers that died young (the output of a fast
+ * rebuild); a full GC marks the whole heap (about 10 ms) and frees the ones that were promoted
+ * meanwhile (a group read that outlived a few scavenges). Measured (split bench, alternating
+ * settings; libs/store/README.md): full GCs every 16 MiB kept every rebuild under 240 MiB but made
+ * the 2 GB synthetic rebuild from S3 30% slower (338-344 against 492 MB/s); this mix kept the
+ * rebuilds at 211-245 MiB, about a tenth slower than without pacing. 0 turns it off. The GC
+ * function comes from a new context after `--expose-gc` is set (the main context gets no global
+ * `gc`).
+ */
+
+/** Buffer bytes handed out between two looks at the RSS. */
+export const GC_PACE_BYTES = 8 * MiB;
+/** Every this many paced GCs, a full GC instead of a scavenge. */
+export const MAJOR_GC_EVERY = 4;
+/** Default RSS above which rebuilds pace GCs. */
+export const DEFAULT_GC_PACE_ABOVE_BYTES = 208 * MiB;
+
+let paceAbove = DEFAULT_GC_PACE_ABOVE_BYTES;
+let churned = 0;
+let paced = 0;
+type Collect = (options: { type: 'major' | 'minor' }) => void;
+let collect: Collect | undefined;
+
+/** Sets the RSS above which rebuilds pace GCs (process-wide; 0: never). */
+export function setGcPaceAbove(bytes: number): void {
+  if (!Number.isFinite(bytes) || bytes < 0) throw new RangeError(`GC pace threshold ${bytes}: not a size`);
+  paceAbove = bytes;
+}
+
+/** Counts `bytes` of Buffers handed out; asks for a GC every pace while the RSS is too high. */
+export function noteBufferChurn(bytes: number): void {
+  if (paceAbove === 0) return;
+  churned += bytes;
+  if (churned < GC_PACE_BYTES) return;
+  churned = 0;
+  if (process.memoryUsage.rss() <= paceAbove) return;
+  collect ??= exposeGc();
+  paced++;
+  collect({ type: paced % MAJOR_GC_EVERY === 0 ? 'major' : 'minor' });
+}
+
+function exposeGc(): Collect {
+  setFlagsFromString('--expose-gc');
+  return runInNewContext('gc') as Collect;
 }

@@ -72,7 +72,13 @@ export {
   type LimiterOptions,
 } from './limiter.ts';
 export { StreamHasher } from './hashing.ts';
-export { STREAMING_V8_FLAGS, tuneHeapForStreaming } from './heap-tuning.ts';
+export {
+  DEFAULT_GC_PACE_ABOVE_BYTES,
+  GC_PACE_BYTES,
+  setGcPaceAbove,
+  STREAMING_V8_FLAGS,
+  tuneHeapForStreaming,
+} from './heap-tuning.ts';
 export {
   CorruptObjectError,
   DigestMismatchError,

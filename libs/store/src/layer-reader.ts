@@ -11,6 +11,7 @@ import { pipeline, Readable, Transform } from 'node:stream';
 import { createZstdDecompress } from 'node:zlib';
 import type { Backend } from './backend/backend.ts';
 import { StreamHasher } from './hashing.ts';
+import { noteBufferChurn } from './heap-tuning.ts';
 import {
   CorruptObjectError,
   DigestMismatchError,
@@ -226,9 +227,10 @@ async function* rebuild(
       offset,
       length: 0,
       first,
-      data: started.then(() =>
-        objects.readRange(g.key, g.offset, g.length, ` (object sha256:${g.first})`, signal),
-      ),
+      data: started.then(() => {
+        noteBufferChurn(g.length);
+        return objects.readRange(g.key, g.offset, g.length, ` (object sha256:${g.first})`, signal);
+      }),
       start,
       cancel: () => cancel(new Error(`rebuild of ${context} stopped`)),
     };
@@ -345,6 +347,7 @@ async function* rebuild(
         `object sha256:${hex(o.hash)} at offset ${o.group.offset + o.at}: ${res.bad.reason}`,
       );
     }
+    noteBufferChurn(job.used);
     const chunk = Buffer.allocUnsafe(job.used);
     blocks.inputView(job.block).copy(chunk, 0, 0, job.used);
     const hashed = out.updateBlock(job.block, job.used).then(

@@ -28,7 +28,7 @@ import {
   MissingDependencyError,
   ObjectNotFoundError,
 } from './errors.ts';
-import { tuneHeapForStreaming } from './heap-tuning.ts';
+import { setGcPaceAbove, tuneHeapForStreaming } from './heap-tuning.ts';
 import { importLayer, INLINE_MAX, type ImportOptions, type ImportResult, type LayerInput } from './import.ts';
 import { openLayer, readFile } from './layer-reader.ts';
 import { mapLimited } from './map-limited.ts';
@@ -72,6 +72,11 @@ export interface StoreConfig {
   readonly blobPolicy?: BlobPolicy;
   /** Default: the process-wide {@link sharedLimiter}. */
   readonly limiter?: Limiter;
+  /**
+   * RSS above which rebuilds pace V8's GCs (heap-tuning.ts; 0: never). Process-wide: the last
+   * store opened with it sets it. Default 208 MiB (DEFAULT_GC_PACE_ABOVE_BYTES).
+   */
+  readonly gcPaceAboveBytes?: number;
 }
 
 /** The format marker at {@link FORMAT_KEY}. */
@@ -523,6 +528,7 @@ export async function openS3Backend(config: S3BackendConfig): Promise<Backend> {
 export async function openStore(config: StoreConfig): Promise<Store> {
   // A process that opens a store streams layers through it: size V8's heap for that.
   tuneHeapForStreaming();
+  if (config.gcPaceAboveBytes !== undefined) setGcPaceAbove(config.gcPaceAboveBytes);
   const b = config.backend;
   const backend: Backend =
     'put' in b ? b : b.kind === 'directory' ? await DirectoryBackend.open(b.path) : await openS3Backend(b);

@@ -23,6 +23,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { Readable } from 'node:stream';
 import { isPassThrough, ObjectNotFoundError } from '../errors.ts';
+import { noteBufferChurn } from '../heap-tuning.ts';
 import {
   countBytes,
   newStats,
@@ -206,6 +207,8 @@ export class S3Backend implements Backend {
         buf.set(part, filled);
         filled += part.length;
       }
+      // The socket's chunks were garbage as soon as copied (heap-tuning.ts paces GCs to it).
+      noteBufferChurn(filled);
       return filled === buf.length ? buf : buf.subarray(0, filled);
     } catch (err) {
       throw wrap(err, `get ${key} from ${this.description} failed`);
