@@ -52,16 +52,28 @@ function hex(hash: Uint8Array): string {
   return Buffer.from(hash.buffer, hash.byteOffset, hash.length).toString('hex');
 }
 
-/**
- * The records of a layer's splitstream. Checks the stored bytes' sha256 against the layer record
- * and the END record against the diffID once the stream is consumed.
- */
+/** The records of a layer's splitstream, one by one (see {@link recordBatches}). */
 async function* records(
   deps: ReaderDeps,
   layer: LayerRecord,
   signal: AbortSignal | undefined,
   onParams: (p: SplitstreamParams) => void,
 ): AsyncGenerator<SplitRecord, void, undefined> {
+  for await (const batch of recordBatches(deps, layer, signal, onParams)) yield* batch;
+}
+
+/**
+ * The records of a layer's splitstream, in batches (those of one decoded chunk: a rebuild handles
+ * tens of thousands of records, and an async step per record was most of its JavaScript garbage).
+ * Checks the stored bytes' sha256 against the layer record and the END record against the diffID
+ * once the stream is consumed.
+ */
+async function* recordBatches(
+  deps: ReaderDeps,
+  layer: LayerRecord,
+  signal: AbortSignal | undefined,
+  onParams: (p: SplitstreamParams) => void,
+): AsyncGenerator<readonly SplitRecord[], void, undefined> {
   const key = layer.splitstream.key;
   const raw = await deps.backend.get(key, { signal });
   const digester = new Digester('sha256');
@@ -81,6 +93,7 @@ async function* records(
   let ended = false;
   try {
     for await (const chunk of unzstd as AsyncIterable<Buffer>) {
+      const batch: SplitRecord[] = [];
       for (const rec of decoder.push(chunk)) {
         if (!sawParams) {
           sawParams = true;
@@ -96,8 +109,9 @@ async function* records(
           }
           ended = true;
         }
-        yield rec;
+        batch.push(rec);
       }
+      if (batch.length > 0) yield batch;
     }
   } catch (err) {
     if (err instanceof CorruptObjectError || err instanceof ObjectNotFoundError) throw err;
@@ -281,18 +295,20 @@ async function* rebuild(
     return open;
   }
 
-  async function* addInline(bytes: Uint8Array): AsyncGenerator<Buffer> {
-    let pos = 0;
-    while (pos < bytes.length) {
-      const job = open !== undefined && open.used < blocks.blockBytes ? open : yield* newJob();
-      const n = Math.min(blocks.blockBytes - job.used, bytes.length - pos);
-      blocks.inputView(job.block).set(bytes.subarray(pos, pos + n), job.used);
-      job.used += n;
-      pos += n;
-    }
-  }
+  /** The open job if `bytes` more fit in it (inline bytes ask for room for one). */
+  const fits = (bytes: number): Job | undefined =>
+    open !== undefined && open.used + bytes <= blocks.blockBytes ? open : undefined;
 
-  async function* addObject(hash: Uint8Array, size: number): AsyncGenerator<Buffer> {
+  /** Copies inline bytes into the open job, as many as fit; returns how many. */
+  const placeInline = (job: Job, bytes: Uint8Array, pos: number): number => {
+    const n = Math.min(blocks.blockBytes - job.used, bytes.length - pos);
+    blocks.inputView(job.block).set(bytes.subarray(pos, pos + n), job.used);
+    job.used += n;
+    return n;
+  };
+
+  /** Places an object in the open job (it fits) and in a group of its pack. */
+  const placeObject = (job: Job, hash: Uint8Array, size: number): void => {
     const loc = objects.locate(hash, context);
     if (loc.raw !== size) {
       throw new CorruptObjectError(
@@ -300,7 +316,6 @@ async function* rebuild(
         `index says ${loc.raw} bytes, ${context} expects ${size}`,
       );
     }
-    const job = open !== undefined && open.used + size <= blocks.blockBytes ? open : yield* newJob();
     const key = packKey(loc.pack);
     const end = group === undefined ? 0 : group.offset + group.length;
     if (
@@ -325,7 +340,7 @@ async function* rebuild(
       hash,
     });
     job.used += size;
-  }
+  };
 
   /** Emits the oldest job: waits for its block to be assembled, hashes it, copies it out. */
   async function* emit(): AsyncGenerator<Buffer> {
@@ -365,27 +380,32 @@ async function* rebuild(
   let finished = false;
   try {
     let chunkSize = 0;
-    for await (const rec of records(deps, layer, signal, (p) => {
+    // Placing a record is synchronous; only starting a new job may wait (and emit).
+    for await (const batch of recordBatches(deps, layer, signal, (p) => {
       chunkSize = p.chunkSize;
     })) {
-      switch (rec.kind) {
-        case 'inline':
-          yield* addInline(rec.bytes);
-          break;
-        case 'object':
-          yield* addObject(rec.hash, rec.size);
-          break;
-        case 'chunked': {
-          let left = rec.size;
-          for (const h of rec.hashes) {
-            const n = Math.min(left, chunkSize);
-            yield* addObject(h, n);
-            left -= n;
+      for (const rec of batch) {
+        switch (rec.kind) {
+          case 'inline': {
+            let pos = 0;
+            while (pos < rec.bytes.length) pos += placeInline(fits(1) ?? (yield* newJob()), rec.bytes, pos);
+            break;
           }
-          break;
+          case 'object':
+            placeObject(fits(rec.size) ?? (yield* newJob()), rec.hash, rec.size);
+            break;
+          case 'chunked': {
+            let left = rec.size;
+            for (const h of rec.hashes) {
+              const n = Math.min(left, chunkSize);
+              placeObject(fits(n) ?? (yield* newJob()), h, n);
+              left -= n;
+            }
+            break;
+          }
+          case 'end':
+            break;
         }
-        case 'end':
-          break;
       }
     }
     if (open !== undefined) seal(open);
