@@ -18,6 +18,7 @@ describe('loadConfig', () => {
       STEVEDORE_S3_REGION: 'us-east-1',
       STEVEDORE_S3_FORCE_PATH_STYLE: false,
       STEVEDORE_S3_CHECKSUM: 'when_supported',
+      STEVEDORE_GC_PACE_ABOVE_MIB: 464,
       STEVEDORE_LOG_LEVEL: 'info',
     });
   });
@@ -35,9 +36,11 @@ describe('loadConfig', () => {
       STEVEDORE_S3_REGION: 'eu-west-1',
       STEVEDORE_S3_FORCE_PATH_STYLE: 'true',
       STEVEDORE_S3_CHECKSUM: 'when_required',
+      STEVEDORE_GC_PACE_ABOVE_MIB: '0',
       STEVEDORE_LOG_LEVEL: 'debug',
     });
     expect(config).toMatchObject({
+      STEVEDORE_GC_PACE_ABOVE_MIB: 0,
       STEVEDORE_API_PORT: 9000,
       STEVEDORE_API_HOST: '127.0.0.1',
       STEVEDORE_BOARD_USER: 'ops',

@@ -31,7 +31,10 @@ const redis = producerConnection(config.STEVEDORE_REDIS_URL);
 // Without a listener ioredis prints connection errors itself; readiness reports them.
 redis.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis connection error'));
 // The API never writes blobs, so the blob policy does not matter here.
-const store = await openStore({ backend: backendFromConfig(config) });
+const store = await openStore({
+  backend: backendFromConfig(config),
+  gcPaceAboveBytes: config.STEVEDORE_GC_PACE_ABOVE_MIB * 1024 * 1024,
+});
 const submitter = new PullSubmitter(redis);
 const metrics = new Registry();
 collectDefaultMetrics({ register: metrics, prefix: 'stevedore_api_' });

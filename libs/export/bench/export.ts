@@ -176,8 +176,18 @@ async function vmHwmKiB(pid: number | 'self'): Promise<number> {
   return Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
 }
 
+/**
+ * The exports run as the services run them: with their GC pacing threshold
+ * (STEVEDORE_GC_PACE_ABOVE_MIB's default, libs/pipeline/src/service-config.ts), not the store
+ * library's 208 MiB.
+ */
+const SERVICE_GC_PACE_ABOVE_BYTES = 464 * MiB;
+
 async function runChild(request: ChildRequest): Promise<void> {
-  const store = await openStore({ backend: { kind: 'directory', path: request.storeDir } });
+  const store = await openStore({
+    backend: { kind: 'directory', path: request.storeDir },
+    gcPaceAboveBytes: SERVICE_GC_PACE_ABOVE_BYTES,
+  });
   const before = await procIo('self');
   const cpu = process.cpuUsage();
   const started = performance.now();

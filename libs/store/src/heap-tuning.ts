@@ -63,7 +63,9 @@ const MiB = 1024 * 1024;
  * meanwhile (a group read that outlived a few scavenges). Measured (split bench, alternating
  * settings; libs/store/README.md): full GCs every 16 MiB kept every rebuild under 240 MiB but made
  * the 2 GB synthetic rebuild from S3 30% slower (338-344 against 492 MB/s); this mix kept the
- * rebuilds at 211-245 MiB, about a tenth slower than without pacing. 0 turns it off. The GC
+ * rebuilds at 211-245 MiB, about a tenth slower than without pacing. The services set 464 MiB
+ * (STEVEDORE_GC_PACE_ABOVE_MIB; their target is 512): a compressed export stays above 208 MiB all
+ * along and lost a tenth of its throughput to pacing. 0 turns it off. The GC
  * function comes from a new context after `--expose-gc` is set (the main context gets no global
  * `gc`).
  */
