@@ -44,7 +44,8 @@ export async function writeArchiveFile(
   const temporary = temporaryPathFor(path);
   const out = new DirectFileWriter(temporary, { stageBytes: ARCHIVE_STAGE_BYTES });
   try {
-    const result = await writeArchive(store, plan, out, options);
+    // A file always drains: layers can be lent to it in place (writer.ts writeTarLent).
+    const result = await writeArchive(store, plan, out, { ...options, lendBlocks: true });
     if (!out.closed) await once(out, 'close');
     await rename(temporary, resolve(path));
     return result;

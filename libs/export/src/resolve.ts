@@ -39,6 +39,7 @@ export type ExportStore = Pick<
   | 'getBlobBytes'
   | 'getLayer'
   | 'openLayer'
+  | 'openLayerBlocks'
   | 'getLayerVariant'
   | 'putLayerVariant'
 >;

@@ -8,23 +8,25 @@
  *                                               tar-stream pack ─▶ [gzip|zstd] ─▶ sha256 + count ─▶ out
  *
  * Up to `concurrency` layers are rebuilt and compressed at once (zlib runs on the libuv pool, the
- * store's rebuild on its worker threads); the pack takes them one after the other. Memory is
+ * store's rebuild on its worker threads); the pack takes them one after the other. An uncompressed
+ * archive written to a file takes another path, {@link writeTarLent}: no tar-stream, and the
+ * rebuilt layers are written from the store's shared blocks instead of copies. Memory is
  * bounded by the number of layers in flight times their buffers, whatever the layers' sizes. The
  * archive's sha256 and size are computed on the way out (the sha256 on a worker thread), each
  * recompressed layer's digest and size on its way in (against its variant record). Any failure
  * destroys the output: a caller never sees a clean end of a truncated archive.
  */
 import { Readable, Transform, type TransformCallback, type Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { finished, pipeline } from 'node:stream/promises';
 import { pipeline as pipelineCallback } from 'node:stream';
 import { pack as tarPack, type Pack } from 'tar-stream';
 import { Digester, type DiffID, type Digest } from '@stevedore/oci/spec';
-import { drained, StreamHasher, type Limiter } from '@stevedore/store';
+import { drained, StreamHasher, type LayerBlock, type Limiter } from '@stevedore/store';
 import { compressorFor, recipeOf } from './codec.ts';
 import { LayerVariantMismatchError } from './errors.ts';
 import { DEFAULT_CONCURRENCY, type ExportPlan, type LayerMember } from './plan.ts';
 import type { ExportStore } from './resolve.ts';
-import { MEMBER_MODE, MEMBER_MTIME } from './tar-layout.ts';
+import { END_OF_ARCHIVE, MEMBER_MODE, MEMBER_MTIME, memberHeader, memberPadding } from './tar-layout.ts';
 
 const MiB = 1024 * 1024;
 /**
@@ -39,6 +41,12 @@ export interface WriteOptions {
   readonly concurrency?: number;
   /** Called with the bytes written so far, at most once per chunk. */
   readonly onProgress?: (bytesWritten: number) => void;
+  /**
+   * The output always drains (a file, not a network peer): an uncompressed archive is then written
+   * by {@link writeTarLent}, which has layers rebuilt from the store lent to it in place
+   * (store.openLayerBlocks) instead of copied. Set by writeArchiveFile.
+   */
+  readonly lendBlocks?: boolean;
 }
 
 export interface WrittenLayer {
@@ -261,6 +269,9 @@ export async function writeArchive(
   out: Writable,
   options: WriteOptions = {},
 ): Promise<ArchiveResult> {
+  if (options.lendBlocks === true && plan.archiveCompression === 'none') {
+    return writeTarLent(store, plan, out, options);
+  }
   const controller = new AbortController();
   const signal =
     options.signal === undefined ? controller.signal : AbortSignal.any([controller.signal, options.signal]);
@@ -309,6 +320,135 @@ export async function writeArchive(
   return {
     digest: await meter.hasher.digest(),
     size: meter.hasher.size,
+    tarSize: plan.tarSize,
+    layers: layers.map((l) => ({ diffID: l.diffID, digest: l.digest, size: l.size })),
+  };
+}
+
+/**
+ * Writes an uncompressed archive into an output that always drains, without tar-stream: the
+ * headers are {@link memberHeader}'s (the bytes tar-stream writes), and the layers rebuilt from
+ * the store are lent in place (store.openLayerBlocks): each block is added to the archive's
+ * digest by a worker straight from shared memory and written from there, then released. That
+ * saves two copies of every byte of such a layer (into a Buffer of its own, then into the
+ * digest's ring) and its garbage. Other members go as {@link writeArchive} sends them (blobs and
+ * recompressed layers through {@link openMember}, prepared ahead). A lent layer is not prepared
+ * ahead: its blocks would sit in the pool unread while the layer before is written. (A plan's
+ * layers all have one source kind, so lent and prepared layers never wait for each other's blocks.)
+ */
+async function writeTarLent(
+  store: ExportStore,
+  plan: ExportPlan,
+  out: Writable,
+  options: WriteOptions,
+): Promise<ArchiveResult> {
+  const controller = new AbortController();
+  const signal =
+    options.signal === undefined ? controller.signal : AbortSignal.any([controller.signal, options.signal]);
+  const hasher = new StreamHasher(store.limiter);
+  const expected = plan.tarSize; // the archive is the tar (archiveCompression none)
+  /** Lent blocks being hashed and written: each is released once both are done. */
+  const lentOut = new Set<Promise<void>>();
+  let written = 0;
+  let failure: Error | undefined;
+  const fail = (err: unknown): void => {
+    if (failure !== undefined) return;
+    failure = options.signal?.aborted === true ? asError(options.signal.reason) : asError(err);
+    controller.abort(failure);
+    prefetcher.destroyAll(failure);
+  };
+  const lent = (m: LayerMember): boolean => m.source.kind === 'tar';
+  const layers = plan.members.filter((m) => m.kind === 'layer');
+  const prefetcher = new Prefetcher(
+    layers.filter((m) => !lent(m)),
+    options.concurrency ?? DEFAULT_CONCURRENCY,
+    (m) => openMember(store, m, signal),
+    fail,
+  );
+  // The output failing (a full disk) fails the export at once. Stays attached: destroying the
+  // output below emits its 'error' after this function has returned.
+  out.on('error', (err: Error) => fail(err));
+
+  const count = (n: number): void => {
+    if (written + n > expected) throw new Error(`archive grew past its planned ${expected} bytes`);
+    written += n;
+  };
+  /** Writes `bytes` (owned by the archive from now on), once the output has room. */
+  const write = async (bytes: Uint8Array, done?: (err?: Error | null) => void): Promise<void> => {
+    const more = out.write(bytes, done);
+    options.onProgress?.(written);
+    if (!more) await drained(out);
+    signal.throwIfAborted();
+  };
+  /** Bytes of ours: hashed through the digest's ring, then written. */
+  const put = async (bytes: Uint8Array): Promise<void> => {
+    if (bytes.length === 0) return;
+    count(bytes.length);
+    await hasher.update(bytes);
+    await write(bytes);
+  };
+  /** A lent block: hashed from shared memory, written, released when both are done with it. */
+  const lend = async (b: LayerBlock): Promise<void> => {
+    let settled = false;
+    try {
+      count(b.bytes.length);
+      const hashed = hasher.updateBlock(b.block, b.bytes.length);
+      const flushed = Promise.withResolvers<void>();
+      const done = Promise.allSettled([hashed, flushed.promise]).then(() => {
+        lentOut.delete(done);
+        b.release();
+      });
+      lentOut.add(done);
+      settled = true;
+      await write(b.bytes, (err) => (err ? flushed.reject(err) : flushed.resolve()));
+    } finally {
+      if (!settled) b.release();
+    }
+  };
+  const putLentLayer = async (m: LayerMember): Promise<void> => {
+    let size = 0;
+    for await (const b of await store.openLayerBlocks(m.diffID, { signal })) {
+      size += b.bytes.length;
+      if (size > m.size) {
+        b.release();
+        throw new Error(
+          `layer ${m.diffID}: tar is more than ${m.size} bytes, but the store's records say ${m.size} bytes`,
+        );
+      }
+      await lend(b);
+    }
+    if (size !== m.size) {
+      throw new Error(`layer ${m.diffID}: tar is ${size} bytes, but the store's records say ${m.size} bytes`);
+    }
+  };
+
+  try {
+    for (const member of plan.members) {
+      signal.throwIfAborted();
+      const size = member.kind === 'bytes' ? member.bytes.byteLength : member.size;
+      await put(memberHeader(member.name, size));
+      if (member.kind === 'bytes') await put(member.bytes);
+      else if (lent(member)) await putLentLayer(member);
+      else for await (const chunk of await prefetcher.next()) await put(chunk as Buffer);
+      await put(memberPadding(size));
+    }
+    await put(Buffer.alloc(END_OF_ARCHIVE));
+    if (written !== expected) throw new Error(`archive ended at ${written} bytes, planned ${expected}`);
+    out.end();
+    await finished(out);
+    await Promise.all(lentOut);
+  } catch (err) {
+    fail(err);
+  }
+  if (failure !== undefined) {
+    out.destroy(failure);
+    await Promise.allSettled(lentOut);
+    await hasher.discard().catch(() => undefined);
+    throw failure;
+  }
+  return {
+    digest: await hasher.digest(),
+    size: written,
     tarSize: plan.tarSize,
     layers: layers.map((l) => ({ diffID: l.diffID, digest: l.digest, size: l.size })),
   };

@@ -47,7 +47,7 @@ import {
   type LayerCompressionChoice,
   type PinnedExport,
 } from '../src/index.ts';
-import { MemorySink, openTestStore, readTar, storeIndex, type TestStore } from './support.ts';
+import { CopyingSink, MemorySink, openTestStore, readTar, storeIndex, type TestStore } from './support.ts';
 
 let ts: TestStore;
 let app: FixtureImage;
@@ -122,6 +122,27 @@ const COMPRESSIONS: LayerCompressionChoice[] = ['original', 'none', 'gzip', 'zst
 const COMBINATIONS = FORMATS.flatMap((f) => COMPRESSIONS.map((c) => [f, c] as const));
 
 describe.each(COMBINATIONS)('a %s archive with %s layers', (format, compression) => {
+  it('is the same archive when the output borrows the rebuilt layers (lendBlocks, as for a file)', async () => {
+    const request: ExportRequest = {
+      targets: [{ input: 'registry.test/app:1' }, { input: 'registry.test/tool:2' }],
+      format,
+      compression,
+    };
+    const copied = await exportToMemory(request);
+    const plan = await planExport(ts.store, request);
+    const sink = new CopyingSink();
+    let progress = 0;
+    const result = await writeArchive(ts.store, plan, sink, {
+      lendBlocks: true,
+      onProgress: (n) => (progress = n),
+    });
+    expect(sink.bytes.equals(copied.bytes)).toBe(true);
+    expect(result).toEqual(copied.result);
+    expect(progress).toBe(copied.bytes.length);
+    const blocks = ts.store.limiter.blocks;
+    expect(blocks.available).toBe(blocks.count);
+  });
+
   it('has the planned size and digest, each layer once, layers whose content is their diffID, the index last', async () => {
     const { bytes, plan, result } = await exportToMemory({
       targets: [{ input: 'registry.test/app:1' }, { input: 'registry.test/tool:2' }],
@@ -528,6 +549,64 @@ describe('failures mid-stream', () => {
       expect(sink.destroyed).toBe(true);
       expect(sink.writableFinished).toBe(false);
       expect(sink.bytes.length).toBeLessThan(plan.size!);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('a corrupt object fails an output that borrows the layers too; every block goes back', async () => {
+    const t = await damagedStore();
+    try {
+      const plan = await planExport(t.store, {
+        targets: [{ input: 'registry.test/app:1' }],
+        format: 'docker',
+        compression: 'none',
+      });
+      const packs = join(t.dir, 'store', 'packs');
+      for (const name of await readdir(packs)) {
+        const path = join(packs, name);
+        const bytes = await readFile(path);
+        for (let i = 0; i < 64; i++) bytes[Math.floor(bytes.length / 2) + i]! ^= 0xff;
+        await writeFile(path, bytes);
+      }
+      const sink = new CopyingSink();
+      const failed: unknown = await writeArchive(t.store, plan, sink, { lendBlocks: true }).catch(
+        (e: unknown) => e,
+      );
+      const chain: unknown[] = [];
+      for (let e: unknown = failed; e instanceof Error; e = e.cause) chain.push(e);
+      expect(chain.some((e) => e instanceof CorruptObjectError)).toBe(true);
+      expect(sink.destroyed).toBe(true);
+      expect(sink.writableFinished).toBe(false);
+      const blocks = t.store.limiter.blocks;
+      expect(blocks.available).toBe(blocks.count);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('an abort stops a file export of uncompressed layers; no file is left, every block goes back', async () => {
+    const t = await damagedStore();
+    try {
+      const plan = await planExport(t.store, {
+        targets: [{ input: 'registry.test/app:1' }],
+        format: 'docker',
+        compression: 'none',
+      });
+      const controller = new AbortController();
+      const reason = new Error('stop: operator request');
+      const target = join(t.dir, 'out.tar');
+      let calls = 0;
+      await expect(
+        writeArchiveFile(t.store, plan, target, {
+          signal: controller.signal,
+          // Past the first layer's first block.
+          onProgress: () => (++calls === 4 ? controller.abort(reason) : undefined),
+        }),
+      ).rejects.toThrow(reason);
+      expect((await readdir(t.dir)).sort()).toEqual(['store']);
+      const blocks = t.store.limiter.blocks;
+      expect(blocks.available).toBe(blocks.count);
     } finally {
       await t.close();
     }

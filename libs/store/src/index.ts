@@ -16,6 +16,7 @@ export {
   type StoreConfig,
 } from './store.ts';
 export type { ImportOptions, ImportResult, LayerInput } from './import.ts';
+export type { LayerBlock } from './layer-reader.ts';
 export { INLINE_MAX } from './import.ts';
 export { mapLimited } from './map-limited.ts';
 export { CHUNK_SIZE, PACK_TARGET } from './objects.ts';

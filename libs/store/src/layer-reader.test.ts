@@ -71,3 +71,53 @@ describe('openLayer through shared blocks', () => {
     expect(limiter.blocks.available).toBe(4);
   });
 });
+
+describe('openLayerBlocks: the rebuilt tar lent in place', () => {
+  it('lends the exact tar in blocks, each back in the pool once released (and hashed)', async () => {
+    const { store, limiter } = await smallStore();
+    const { diffID } = await store.importLayer(chunked(layer));
+    const copies: Buffer[] = [];
+    let held = 0;
+    for await (const b of await store.openLayerBlocks(diffID)) {
+      // A lent block is out of the pool until released.
+      held = Math.max(held, 4 - limiter.blocks.available);
+      expect(b.bytes.buffer).toBe(limiter.blocks.input);
+      copies.push(Buffer.from(b.bytes));
+      b.release();
+      b.release(); // twice is once
+    }
+    expect(Buffer.concat(copies).equals(layer)).toBe(true);
+    expect(held).toBeGreaterThan(0);
+    expect(limiter.blocks.available).toBe(4);
+  });
+
+  it('keeps a block out of the pool while its borrower holds it', async () => {
+    const { store, limiter } = await smallStore();
+    const { diffID } = await store.importLayer(chunked(layer));
+    const blocks = await store.openLayerBlocks(diffID);
+    const first = (await blocks.next()).value as { bytes: Buffer; release: () => void };
+    const bytes = Buffer.from(first.bytes);
+    // Stop the rebuild: everything but the held block comes back.
+    await blocks.return(undefined);
+    expect(limiter.blocks.available).toBe(3);
+    expect(first.bytes.equals(bytes)).toBe(true);
+    first.release();
+    expect(limiter.blocks.available).toBe(4);
+  });
+
+  it('fails on a corrupt object, naming its pack', async () => {
+    const { store, limiter, dir } = await smallStore();
+    const { diffID } = await store.importLayer(chunked(layer));
+    const packs = (await readdir(join(dir, 'packs'))).sort();
+    const pack = join(dir, 'packs', packs[0]!);
+    const bytes = await readFile(pack);
+    bytes[1000]! ^= 0xff;
+    await writeFile(pack, bytes);
+    const err = await (async () => {
+      for await (const b of await store.openLayerBlocks(diffID)) b.release();
+    })().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CorruptObjectError);
+    expect((err as Error).message).toContain(`packs/${packs[0]!}`);
+    expect(limiter.blocks.available).toBe(4);
+  });
+});

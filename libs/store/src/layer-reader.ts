@@ -177,9 +177,46 @@ interface Job {
   assembled: Promise<AssembleResponse> | undefined;
 }
 
+/**
+ * A stretch of a rebuilt layer, lent in place: `bytes` is a view of one of the limiter's shared
+ * blocks. The borrower calls `release()` once it no longer reads `bytes` (and must, even when it
+ * gives up: the block goes back to the pool only then); the view must not be read after that.
+ */
+export interface LayerBlock {
+  /** The shared block's index (for StreamHasher.updateBlock). */
+  readonly block: number;
+  readonly bytes: Buffer;
+  readonly release: () => void;
+}
+
 /** The exact tar of a layer, verified against its diffID at the end. */
 export function openLayer(deps: ReaderDeps, layer: LayerRecord, signal?: AbortSignal): Readable {
-  return Readable.from(rebuildChecked(deps, layer, signal), { objectMode: false });
+  return Readable.from(copied(rebuildChecked(deps, layer, signal)), { objectMode: false });
+}
+
+/**
+ * The exact tar of a layer as lent blocks (see {@link LayerBlock}), verified against its diffID
+ * before the iteration ends: no copy and no garbage per block, for a borrower that always drains
+ * (a file being written). A borrower that may stall (a network client) holds pool blocks meanwhile
+ * and should use {@link openLayer}.
+ */
+export function openLayerBlocks(
+  deps: ReaderDeps,
+  layer: LayerRecord,
+  signal?: AbortSignal,
+): AsyncGenerator<LayerBlock> {
+  return rebuildChecked(deps, layer, signal);
+}
+
+/** Copies each lent block into a Buffer of its own (a consumer owns what a Readable gives it). */
+async function* copied(lent: AsyncIterable<LayerBlock>): AsyncGenerator<Buffer> {
+  for await (const b of lent) {
+    noteBufferChurn(b.bytes.length);
+    const chunk = Buffer.allocUnsafe(b.bytes.length);
+    b.bytes.copy(chunk);
+    b.release();
+    yield chunk;
+  }
 }
 
 /**
@@ -190,13 +227,14 @@ async function* rebuildChecked(
   deps: ReaderDeps,
   layer: LayerRecord,
   signal: AbortSignal | undefined,
-): AsyncGenerator<Buffer> {
+): AsyncGenerator<LayerBlock> {
   try {
     yield* rebuild(deps, layer, signal, false);
   } catch (err) {
     if (!(err instanceof DigestMismatchError)) throw err;
-    for await (const _ of rebuild(deps, layer, signal, true)) {
+    for await (const b of rebuild(deps, layer, signal, true)) {
       // Drained: a corrupt object throws, naming itself.
+      b.release();
     }
     throw err;
   }
@@ -215,7 +253,7 @@ async function* rebuild(
   layer: LayerRecord,
   signal: AbortSignal | undefined,
   checkObjects: boolean,
-): AsyncGenerator<Buffer> {
+): AsyncGenerator<LayerBlock> {
   const { objects } = deps;
   await objects.refresh(signal);
   const blocks = objects.limiter.blocks;
@@ -226,7 +264,7 @@ async function* rebuild(
   const jobs: Job[] = [];
   let open: Job | undefined;
   let group: Group | undefined;
-  /** Digests in flight: each gives its block back when done. */
+  /** Digests in flight of the blocks emitted (each block goes back once hashed and released). */
   const hashing = new Set<Promise<void>>();
 
   const newGroup = (key: string, offset: number, first: string): Group => {
@@ -288,7 +326,7 @@ async function* rebuild(
   };
 
   /** Seals the open job and starts the next, emitting first when enough jobs are in flight. */
-  async function* newJob(): AsyncGenerator<Buffer, Job> {
+  async function* newJob(): AsyncGenerator<LayerBlock, Job> {
     if (open !== undefined) seal(open);
     while (jobs.length >= maxJobs) yield* emit();
     open = { block: await blocks.acquire(signal), used: 0, objects: [], assembled: undefined };
@@ -342,8 +380,8 @@ async function* rebuild(
     job.used += size;
   };
 
-  /** Emits the oldest job: waits for its block to be assembled, hashes it, copies it out. */
-  async function* emit(): AsyncGenerator<Buffer> {
+  /** Emits the oldest job: waits for its block to be assembled, hashes it, lends it out. */
+  async function* emit(): AsyncGenerator<LayerBlock> {
     const job = jobs.shift()!;
     // Its last group may still be open (the records after it have not closed it): it is due now.
     if (job.objects.some((o) => o.group === group)) closeGroup();
@@ -362,19 +400,27 @@ async function* rebuild(
         `object sha256:${hex(o.hash)} at offset ${o.group.offset + o.at}: ${res.bad.reason}`,
       );
     }
-    noteBufferChurn(job.used);
-    const chunk = Buffer.allocUnsafe(job.used);
-    blocks.inputView(job.block).copy(chunk, 0, 0, job.used);
+    // Back to the pool once the diffID has read it and the borrower has released it.
+    let holders = 2;
+    const drop = (): void => {
+      if (--holders === 0) blocks.release(job.block);
+    };
     const hashed = out.updateBlock(job.block, job.used).then(
       () => undefined,
       () => undefined, // reported by out.digest()
     );
     const done = hashed.then(() => {
       hashing.delete(done);
-      blocks.release(job.block);
+      drop();
     });
     hashing.add(done);
-    yield chunk;
+    let lent = true;
+    const release = (): void => {
+      if (!lent) return;
+      lent = false;
+      drop();
+    };
+    yield { block: job.block, bytes: blocks.inputView(job.block).subarray(0, job.used), release };
   }
 
   let finished = false;

@@ -30,7 +30,7 @@ import {
 } from './errors.ts';
 import { setGcPaceAbove, tuneHeapForStreaming } from './heap-tuning.ts';
 import { importLayer, INLINE_MAX, type ImportOptions, type ImportResult, type LayerInput } from './import.ts';
-import { openLayer, readFile } from './layer-reader.ts';
+import { openLayer, openLayerBlocks, readFile, type LayerBlock } from './layer-reader.ts';
 import { mapLimited } from './map-limited.ts';
 import { blobKey, FORMAT_KEY, imageKey, layerBlobKey, layerKey, PREFIX, referenceKey } from './layout.ts';
 import { sharedLimiter, type Limiter } from './limiter.ts';
@@ -298,6 +298,15 @@ export class Store {
   async openLayer(diffID: DiffID, options: Signal = {}): Promise<Readable> {
     const layer = await this.#requireLayer(diffID, options);
     return openLayer({ backend: this.backend, objects: this.#objects }, layer, options.signal);
+  }
+
+  /**
+   * The exact tar of a layer as blocks lent in place (layer-reader.ts {@link LayerBlock}): for a
+   * borrower that always drains, such as a file being written; release every block.
+   */
+  async openLayerBlocks(diffID: DiffID, options: Signal = {}): Promise<AsyncGenerator<LayerBlock>> {
+    const layer = await this.#requireLayer(diffID, options);
+    return openLayerBlocks({ backend: this.backend, objects: this.#objects }, layer, options.signal);
   }
 
   /** One regular file of a layer (the last entry with that path; hard links followed). */
