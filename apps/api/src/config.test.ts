@@ -18,7 +18,7 @@ describe('loadConfig', () => {
       STEVEDORE_S3_REGION: 'us-east-1',
       STEVEDORE_S3_FORCE_PATH_STYLE: false,
       STEVEDORE_S3_CHECKSUM: 'when_supported',
-      STEVEDORE_GC_PACE_ABOVE_MIB: 464,
+      STEVEDORE_GC_PACE_ABOVE_MIB: 448,
       STEVEDORE_LOG_LEVEL: 'info',
     });
   });

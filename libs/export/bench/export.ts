@@ -179,9 +179,9 @@ async function vmHwmKiB(pid: number | 'self'): Promise<number> {
 /**
  * The exports run as the services run them: with their GC pacing threshold
  * (STEVEDORE_GC_PACE_ABOVE_MIB's default, libs/pipeline/src/service-config.ts), not the store
- * library's 208 MiB.
+ * library's 192 MiB.
  */
-const SERVICE_GC_PACE_ABOVE_BYTES = 464 * MiB;
+const SERVICE_GC_PACE_ABOVE_BYTES = 448 * MiB;
 
 async function runChild(request: ChildRequest): Promise<void> {
   const store = await openStore({

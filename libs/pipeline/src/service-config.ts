@@ -25,8 +25,8 @@ export const WORKER_ENV = {
     'keep',
   ),
   STEVEDORE_GC_PACE_ABOVE_MIB: env.integer(
-    'above this RSS (MiB), rebuilds of layers (exports) ask V8 for a GC every 8 MiB of output (default: room under the 512 MiB target of a service; the store library alone uses 208, for 256; 0: never)',
-    464,
+    'above this RSS (MiB), rebuilds of layers (exports) ask V8 for a GC every 8 MiB of output (default: room under the 512 MiB target of a service; the store library alone uses 192, for 256; 0: never)',
+    448,
     { min: 0, max: 1_048_576 },
   ),
   STEVEDORE_PULL_CONCURRENCY: env.integer('pull jobs (resolving references) at once per process', 4, {

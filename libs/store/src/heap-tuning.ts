@@ -56,16 +56,16 @@ const MiB = 1024 * 1024;
  *
  * So every GC_PACE_BYTES of buffers handed out (the rebuild notes its output and group reads, the
  * S3 backend the response chunks of a ranged read), a rebuild looks at the RSS and, above
- * `aboveBytes` (default: the store's 256 MiB target less 48 MiB of room for the garbage of a few
- * paces and its fragmentation), asks V8 for a GC: a scavenge, and every MAJOR_GC_EVERY-th time a
+ * `aboveBytes` (default: the store's 256 MiB target less 64 MiB of room for the garbage of a few
+ * paces and its fragmentation; 48 MiB of room measured up to 258), asks V8 for a GC: a scavenge, and every MAJOR_GC_EVERY-th time a
  * full GC. A scavenge is cheap and frees the buffers that died young (the output of a fast
  * rebuild); a full GC marks the whole heap (about 10 ms) and frees the ones that were promoted
  * meanwhile (a group read that outlived a few scavenges). Measured (split bench, alternating
  * settings; libs/store/README.md): full GCs every 16 MiB kept every rebuild under 240 MiB but made
  * the 2 GB synthetic rebuild from S3 30% slower (338-344 against 492 MB/s); this mix kept the
- * rebuilds at 211-245 MiB, about a tenth slower than without pacing. The services set 464 MiB
- * (STEVEDORE_GC_PACE_ABOVE_MIB; their target is 512): a compressed export stays above 208 MiB all
- * along and lost a tenth of its throughput to pacing. 0 turns it off. The GC
+ * rebuilds at 211-245 MiB, about a tenth slower than without pacing. The services set 448 MiB
+ * (STEVEDORE_GC_PACE_ABOVE_MIB; their target is 512, and an export need not pay for a lower one).
+ * 0 turns it off. The GC
  * function comes from a new context after `--expose-gc` is set (the main context gets no global
  * `gc`).
  */
@@ -75,7 +75,7 @@ export const GC_PACE_BYTES = 8 * MiB;
 /** Every this many paced GCs, a full GC instead of a scavenge. */
 export const MAJOR_GC_EVERY = 4;
 /** Default RSS above which rebuilds pace GCs. */
-export const DEFAULT_GC_PACE_ABOVE_BYTES = 208 * MiB;
+export const DEFAULT_GC_PACE_ABOVE_BYTES = 192 * MiB;
 
 let paceAbove = DEFAULT_GC_PACE_ABOVE_BYTES;
 let churned = 0;

@@ -74,7 +74,7 @@ export interface StoreConfig {
   readonly limiter?: Limiter;
   /**
    * RSS above which rebuilds pace V8's GCs (heap-tuning.ts; 0: never). Process-wide: the last
-   * store opened with it sets it. Default 208 MiB (DEFAULT_GC_PACE_ABOVE_BYTES).
+   * store opened with it sets it. Default 192 MiB (DEFAULT_GC_PACE_ABOVE_BYTES).
    */
   readonly gcPaceAboveBytes?: number;
 }
