@@ -317,6 +317,9 @@ export async function planExport(
   options: PlanOptions = {},
 ): Promise<ExportPlan> {
   const { signal } = options;
+  // The export will read layers: their worker threads and object index get ready while the plan is
+  // made (a failure there shows again, and is reported, at the first read).
+  store.prepareReads().catch(() => undefined);
   const { format, compression } = request;
   const archiveCompression = request.archiveCompression ?? 'none';
   const targets = await resolveTargets(store, request.targets, {

@@ -40,6 +40,7 @@ export type ExportStore = Pick<
   | 'getLayer'
   | 'openLayer'
   | 'openLayerBlocks'
+  | 'prepareReads'
   | 'getLayerVariant'
   | 'putLayerVariant'
 >;

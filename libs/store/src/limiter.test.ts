@@ -1,5 +1,10 @@
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { BlockPool, WorkerPool } from './limiter.ts';
+import type { DigestBlockRequest, DigestEndRequest } from './worker.ts';
 
 describe('BlockPool', () => {
   it('hands out every block, then makes takers wait in order', async () => {
@@ -53,5 +58,39 @@ describe('WorkerPool.pin', () => {
     expect(pool.pin()).toBe(firstLayer);
     expect(pool.pin()).toBe(archive);
     await pool.close();
+  });
+});
+
+describe('WorkerPool.warm', () => {
+  const threads = (): number => readdirSync('/proc/self/task').length;
+
+  it('starts every worker at once, once, and they still run tasks', async () => {
+    const blocks = new BlockPool(2, 1024);
+    const pool = new WorkerPool(2, blocks);
+    const before = threads();
+    pool.warm();
+    pool.warm();
+    expect(threads()).toBe(before + 2);
+    blocks.inputView(0).fill(0, 0, 3);
+    const hasher = pool.pin();
+    await pool.run<DigestBlockRequest>({ op: 'digest-block', stream: 1, block: 0, length: 3 }, [], hasher);
+    const end = await pool.run<DigestEndRequest>({ op: 'digest-end', stream: 1, discard: false }, [], hasher);
+    expect(end.digest).toBe(`sha256:${createHash('sha256').update(Buffer.alloc(3)).digest('hex')}`);
+    expect(threads()).toBe(before + 2);
+    await pool.close();
+  });
+
+  it('leaves idle workers that do not keep the process alive', () => {
+    const limiter = fileURLToPath(new URL('./limiter.ts', import.meta.url));
+    const script = `
+      const { BlockPool, WorkerPool } = await import(${JSON.stringify(limiter)});
+      new WorkerPool(2, new BlockPool(2, 1024)).warm();
+      process.stdout.write('warmed');
+    `;
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    expect(out).toBe('warmed');
   });
 });

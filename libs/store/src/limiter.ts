@@ -211,6 +211,19 @@ export class WorkerPool {
    * writes) then land on different workers; numbering streams round-robin put every other layer's
    * diffID on the archive's worker. Give it back with {@link WorkerPool.unpin} when the stream ends.
    */
+  /**
+   * Starts every worker now instead of at its first task (a worker takes tens of milliseconds to
+   * start): for a caller that knows work is coming. Idle workers still don't keep the process alive.
+   */
+  warm(): void {
+    if (this.#closed) return;
+    for (const slot of this.#slots) {
+      if (slot.worker !== undefined) continue;
+      slot.worker = this.#spawn(slot);
+      slot.worker.unref();
+    }
+  }
+
   pin(): number {
     let best = 0;
     for (let i = 1; i < this.size; i++) if (this.#pins[i]! < this.#pins[best]!) best = i;

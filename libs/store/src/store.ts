@@ -301,6 +301,16 @@ export class Store {
   }
 
   /**
+   * Gets ready to read layers (openLayer, openLayerBlocks, readFile): starts the limiter's worker
+   * threads and loads the object index, which the first read would otherwise wait for (tens of
+   * milliseconds each). Optional: for a caller with other work to do meanwhile.
+   */
+  async prepareReads(signal?: AbortSignal): Promise<void> {
+    this.limiter.pool.warm();
+    await this.#objects.refresh(signal);
+  }
+
+  /**
    * The exact tar of a layer as blocks lent in place (layer-reader.ts {@link LayerBlock}): for a
    * borrower that always drains, such as a file being written; release every block.
    */
