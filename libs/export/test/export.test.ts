@@ -521,119 +521,83 @@ describe('failures mid-stream', () => {
     }
   });
 
-  it('a corrupt object destroys the output instead of ending it', async () => {
-    const t = await damagedStore();
-    try {
-      const plan = await planExport(t.store, {
-        targets: [{ input: 'registry.test/app:1' }],
-        format: 'oci',
-        compression: 'none',
-      });
-      const packs = join(t.dir, 'store', 'packs');
-      for (const name of await readdir(packs)) {
-        const path = join(packs, name);
-        const bytes = await readFile(path);
-        // Flip bytes in the middle of every pack: some object no longer hashes to its key.
-        for (let i = 0; i < 64; i++) bytes[Math.floor(bytes.length / 2) + i]! ^= 0xff;
-        await writeFile(path, bytes);
+  /** Flips bytes in the middle of every pack: some object no longer hashes to its key. */
+  async function corruptPacks(t: TestStore): Promise<void> {
+    const packs = join(t.dir, 'store', 'packs');
+    for (const name of await readdir(packs)) {
+      const path = join(packs, name);
+      const bytes = await readFile(path);
+      for (let i = 0; i < 64; i++) bytes[Math.floor(bytes.length / 2) + i]! ^= 0xff;
+      await writeFile(path, bytes);
+    }
+  }
+
+  it.each([
+    ['copied to it', 'oci', () => new MemorySink(), false],
+    ['lent to it (lendBlocks)', 'docker', () => new CopyingSink(), true],
+  ] as const)(
+    'a corrupt object destroys the output instead of ending it: layers %s; every block goes back',
+    async (_how, format, makeSink, lendBlocks) => {
+      const t = await damagedStore();
+      try {
+        const plan = await planExport(t.store, {
+          targets: [{ input: 'registry.test/app:1' }],
+          format,
+          compression: 'none',
+        });
+        await corruptPacks(t);
+        const sink = makeSink();
+        const failed: unknown = await writeArchive(t.store, plan, sink, { lendBlocks }).catch(
+          (e: unknown) => e,
+        );
+        expect(failed).toBeInstanceOf(Error);
+        const chain: unknown[] = [];
+        for (let e: unknown = failed; e instanceof Error; e = e.cause) chain.push(e);
+        expect(chain.some((e) => e instanceof CorruptObjectError)).toBe(true);
+        expect(sink.destroyed).toBe(true);
+        expect(sink.writableFinished).toBe(false);
+        expect(sink.bytes.length).toBeLessThan(plan.size!);
+        const blocks = t.store.limiter.blocks;
+        expect(blocks.available).toBe(blocks.count);
+      } finally {
+        await t.close();
       }
-      const sink = new MemorySink();
-      const failed = await writeArchive(t.store, plan, sink).then(
-        () => undefined,
-        (err: unknown) => err,
-      );
-      expect(failed).toBeInstanceOf(Error);
-      const chain: unknown[] = [];
-      for (let e: unknown = failed; e instanceof Error; e = e.cause) chain.push(e);
-      expect(chain.some((e) => e instanceof CorruptObjectError)).toBe(true);
-      expect(sink.destroyed).toBe(true);
-      expect(sink.writableFinished).toBe(false);
-      expect(sink.bytes.length).toBeLessThan(plan.size!);
-    } finally {
-      await t.close();
-    }
-  });
+    },
+  );
 
-  it('a corrupt object fails an output that borrows the layers too; every block goes back', async () => {
-    const t = await damagedStore();
-    try {
-      const plan = await planExport(t.store, {
-        targets: [{ input: 'registry.test/app:1' }],
-        format: 'docker',
-        compression: 'none',
-      });
-      const packs = join(t.dir, 'store', 'packs');
-      for (const name of await readdir(packs)) {
-        const path = join(packs, name);
-        const bytes = await readFile(path);
-        for (let i = 0; i < 64; i++) bytes[Math.floor(bytes.length / 2) + i]! ^= 0xff;
-        await writeFile(path, bytes);
+  it.each([
+    // Recompressed layers, prepared ahead; aborted at the first progress.
+    ['oci', 'gzip', 1],
+    // Lent layers; aborted past the first layer's first block.
+    ['docker', 'none', 4],
+  ] as const)(
+    'an abort stops a %s export of %s layers with the caller’s reason; no file is left, every block goes back',
+    async (format, compression, abortAt) => {
+      const t = await damagedStore();
+      try {
+        const plan = await planExport(t.store, {
+          targets: [{ input: 'registry.test/app:1' }],
+          format,
+          compression,
+        });
+        const controller = new AbortController();
+        const reason = new Error('stop: operator request');
+        const target = join(t.dir, 'out.tar');
+        let calls = 0;
+        await expect(
+          writeArchiveFile(t.store, plan, target, {
+            signal: controller.signal,
+            onProgress: () => (++calls === abortAt ? controller.abort(reason) : undefined),
+          }),
+        ).rejects.toThrow(reason);
+        expect((await readdir(t.dir)).sort()).toEqual(['store']);
+        const blocks = t.store.limiter.blocks;
+        expect(blocks.available).toBe(blocks.count);
+      } finally {
+        await t.close();
       }
-      const sink = new CopyingSink();
-      const failed: unknown = await writeArchive(t.store, plan, sink, { lendBlocks: true }).catch(
-        (e: unknown) => e,
-      );
-      const chain: unknown[] = [];
-      for (let e: unknown = failed; e instanceof Error; e = e.cause) chain.push(e);
-      expect(chain.some((e) => e instanceof CorruptObjectError)).toBe(true);
-      expect(sink.destroyed).toBe(true);
-      expect(sink.writableFinished).toBe(false);
-      const blocks = t.store.limiter.blocks;
-      expect(blocks.available).toBe(blocks.count);
-    } finally {
-      await t.close();
-    }
-  });
-
-  it('an abort stops a file export of uncompressed layers; no file is left, every block goes back', async () => {
-    const t = await damagedStore();
-    try {
-      const plan = await planExport(t.store, {
-        targets: [{ input: 'registry.test/app:1' }],
-        format: 'docker',
-        compression: 'none',
-      });
-      const controller = new AbortController();
-      const reason = new Error('stop: operator request');
-      const target = join(t.dir, 'out.tar');
-      let calls = 0;
-      await expect(
-        writeArchiveFile(t.store, plan, target, {
-          signal: controller.signal,
-          // Past the first layer's first block.
-          onProgress: () => (++calls === 4 ? controller.abort(reason) : undefined),
-        }),
-      ).rejects.toThrow(reason);
-      expect((await readdir(t.dir)).sort()).toEqual(['store']);
-      const blocks = t.store.limiter.blocks;
-      expect(blocks.available).toBe(blocks.count);
-    } finally {
-      await t.close();
-    }
-  });
-
-  it('an abort stops the export with the caller’s reason; no file is left', async () => {
-    const t = await damagedStore();
-    try {
-      const plan = await planExport(t.store, {
-        targets: [{ input: 'registry.test/app:1' }],
-        format: 'oci',
-        compression: 'gzip',
-      });
-      const controller = new AbortController();
-      const reason = new Error('stop: operator request');
-      const target = join(t.dir, 'out.tar');
-      await expect(
-        writeArchiveFile(t.store, plan, target, {
-          signal: controller.signal,
-          onProgress: () => controller.abort(reason),
-        }),
-      ).rejects.toThrow(reason);
-      expect((await readdir(t.dir)).sort()).toEqual(['store']);
-    } finally {
-      await t.close();
-    }
-  });
+    },
+  );
 });
 
 describe('exports into the store (export jobs)', () => {

@@ -45,22 +45,6 @@ export async function storeIndex(
 }
 
 /** Collects a stream in memory (small test archives only). */
-/**
- * Copies each chunk before its callback, as a file writer does: an output that may borrow the
- * store's blocks (WriteOptions.lendBlocks). MemorySink keeps the chunks themselves and may not.
- */
-export class CopyingSink extends Writable {
-  readonly chunks: Buffer[] = [];
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.chunks.push(Buffer.from(chunk));
-    // Later, as a file writer's stage flushes: the chunk must stay readable until then.
-    setImmediate(callback);
-  }
-  get bytes(): Buffer {
-    return Buffer.concat(this.chunks);
-  }
-}
-
 export class MemorySink extends Writable {
   readonly chunks: Buffer[] = [];
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
@@ -69,6 +53,18 @@ export class MemorySink extends Writable {
   }
   get bytes(): Buffer {
     return Buffer.concat(this.chunks);
+  }
+}
+
+/**
+ * Copies each chunk before its callback, as a file writer does: an output that may borrow the
+ * store's blocks (WriteOptions.lendBlocks). MemorySink keeps the chunks themselves and may not.
+ */
+export class CopyingSink extends MemorySink {
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.chunks.push(Buffer.from(chunk));
+    // Later, as a file writer's stage flushes: the chunk must stay readable until then.
+    setImmediate(callback);
   }
 }
 
