@@ -1,5 +1,6 @@
 /**
- * Reading split layers back: the exact tar (openLayer) and single files (readFile). Objects are
+ * Reading split layers back: the exact tar (openLayer, a stream of copies; openLayerBlocks, the
+ * shared blocks themselves, lent to a borrower that releases them) and single files (readFile). Objects are
  * fetched ahead of the output in groups (neighbouring objects of one pack in one ranged GET) and
  * put in place in the worker pool. A rebuilt layer's sha256 is checked against its diffID at the
  * end (that covers every object: hashing each one too would hash every byte twice); when it does
