@@ -29,7 +29,7 @@ import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/p
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { compileCacheEnv, openStore } from '@stevedore/store';
+import { compileCacheEnv, openStore, SERVICE_GC_PACE_ABOVE_BYTES } from '@stevedore/store';
 import {
   buildImage,
   containerdConfig,
@@ -176,16 +176,10 @@ async function vmHwmKiB(pid: number | 'self'): Promise<number> {
   return Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
 }
 
-/**
- * The exports run as the services run them: with their GC pacing threshold
- * (STEVEDORE_GC_PACE_ABOVE_MIB's default, libs/pipeline/src/service-config.ts), not the store
- * library's 192 MiB.
- */
-const SERVICE_GC_PACE_ABOVE_BYTES = 448 * MiB;
-
 async function runChild(request: ChildRequest): Promise<void> {
   const store = await openStore({
     backend: { kind: 'directory', path: request.storeDir },
+    // As the services run exports (STEVEDORE_GC_PACE_ABOVE_MIB's default), not the library's.
     gcPaceAboveBytes: SERVICE_GC_PACE_ABOVE_BYTES,
   });
   const before = await procIo('self');

@@ -64,6 +64,17 @@ export interface ArchiveResult {
   readonly layers: readonly WrittenLayer[];
 }
 
+/** A layer member's bytes are not what the plan says (`actual`: what was seen instead). */
+function memberMismatch(m: LayerMember, actual: string): Error {
+  if (m.source.kind === 'compressed') {
+    return new LayerVariantMismatchError(
+      `layer ${m.diffID}: ${m.source.recipe.compression} level ${m.source.recipe.level} (${m.source.recipe.codec}) gave ${actual}, but its variant record says ${m.digest} (${m.size} bytes)`,
+    );
+  }
+  const what = m.source.kind === 'blob' ? `blob ${m.digest}` : `tar`;
+  return new Error(`layer ${m.diffID}: ${what} is ${actual}, but the store's records say ${m.size} bytes`);
+}
+
 /**
  * Checks a layer member on its way into the tar: never more bytes than its header announced (that
  * would corrupt the tar), exactly that many at the end, and for recompressed layers the digest of
@@ -82,14 +93,7 @@ class LayerGuard extends Transform {
   }
 
   #mismatch(actual: string): Error {
-    const m = this.#member;
-    if (m.source.kind === 'compressed') {
-      return new LayerVariantMismatchError(
-        `layer ${m.diffID}: ${m.source.recipe.compression} level ${m.source.recipe.level} (${m.source.recipe.codec}) gave ${actual}, but its variant record says ${m.digest} (${m.size} bytes)`,
-      );
-    }
-    const what = m.source.kind === 'blob' ? `blob ${m.digest}` : `tar`;
-    return new Error(`layer ${m.diffID}: ${what} is ${actual}, but the store's records say ${m.size} bytes`);
+    return memberMismatch(this.#member, actual);
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
@@ -389,7 +393,7 @@ async function writeTarLent(
   };
   /** A lent block: hashed from shared memory, written, released when both are done with it. */
   const lend = async (b: LayerBlock): Promise<void> => {
-    let settled = false;
+    let releaseScheduled = false;
     try {
       count(b.bytes.length);
       const hashed = hasher.updateBlock(b.block, b.bytes.length);
@@ -399,10 +403,10 @@ async function writeTarLent(
         b.release();
       });
       lentOut.add(done);
-      settled = true;
+      releaseScheduled = true;
       await write(b.bytes, (err) => (err ? flushed.reject(err) : flushed.resolve()));
     } finally {
-      if (!settled) b.release();
+      if (!releaseScheduled) b.release();
     }
   };
   const putLentLayer = async (m: LayerMember): Promise<void> => {
@@ -411,15 +415,11 @@ async function writeTarLent(
       size += b.bytes.length;
       if (size > m.size) {
         b.release();
-        throw new Error(
-          `layer ${m.diffID}: tar is more than ${m.size} bytes, but the store's records say ${m.size} bytes`,
-        );
+        throw memberMismatch(m, `more than ${m.size} bytes`);
       }
       await lend(b);
     }
-    if (size !== m.size) {
-      throw new Error(`layer ${m.diffID}: tar is ${size} bytes, but the store's records say ${m.size} bytes`);
-    }
+    if (size !== m.size) throw memberMismatch(m, `${size} bytes`);
   };
 
   try {

@@ -4,6 +4,7 @@
  * checked against it (every variable they set must be known here).
  */
 import { env, type ConfigOf } from '@stevedore/config';
+import { SERVICE_GC_PACE_ABOVE_BYTES } from '@stevedore/store';
 
 export const WORKER_ENV = {
   STEVEDORE_REDIS_URL: env.string('Redis of the queues and locks', 'redis://127.0.0.1:6379'),
@@ -26,7 +27,7 @@ export const WORKER_ENV = {
   ),
   STEVEDORE_GC_PACE_ABOVE_MIB: env.integer(
     'above this RSS (MiB), rebuilds of layers (exports) ask V8 for a GC every 8 MiB of output (default: room under the 512 MiB target of a service; the store library alone uses 192, for 256; 0: never)',
-    448,
+    SERVICE_GC_PACE_ABOVE_BYTES / (1024 * 1024),
     { min: 0, max: 1_048_576 },
   ),
   STEVEDORE_PULL_CONCURRENCY: env.integer('pull jobs (resolving references) at once per process', 4, {

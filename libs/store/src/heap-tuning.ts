@@ -74,8 +74,10 @@ const MiB = 1024 * 1024;
 export const GC_PACE_BYTES = 8 * MiB;
 /** Every this many paced GCs, a full GC instead of a scavenge. */
 export const MAJOR_GC_EVERY = 4;
-/** Default RSS above which rebuilds pace GCs. */
+/** Default RSS above which rebuilds pace GCs: the store's 256 MiB target less 64 MiB. */
 export const DEFAULT_GC_PACE_ABOVE_BYTES = 192 * MiB;
+/** The same room under a 512 MiB target: the services' default (STEVEDORE_GC_PACE_ABOVE_MIB). */
+export const SERVICE_GC_PACE_ABOVE_BYTES = 448 * MiB;
 
 let paceAbove = DEFAULT_GC_PACE_ABOVE_BYTES;
 let churned = 0;

@@ -76,6 +76,7 @@ export { StreamHasher } from './hashing.ts';
 export {
   DEFAULT_GC_PACE_ABOVE_BYTES,
   GC_PACE_BYTES,
+  SERVICE_GC_PACE_ABOVE_BYTES,
   setGcPaceAbove,
   STREAMING_V8_FLAGS,
   tuneHeapForStreaming,
