@@ -31,12 +31,14 @@ describe('index files', () => {
       /entry 0 refers to pack #7 of 2/,
     ],
     ['an unknown codec', (b: Buffer) => (b[b.length - 1] = 9), /unknown object codec 9/],
-  ])('rejects %s', (name, mutate, message) => {
+  ])('rejects %s (decoded, and added to an ObjectIndex)', (name, mutate, message) => {
     let bytes = Buffer.from(encodeIndex(entries));
     mutate(bytes);
     if (name === 'a truncated entry') bytes = bytes.subarray(0, bytes.length - 1);
     expect(() => decodeIndex(bytes, 'index/x.idx')).toThrow(InvalidFormatError);
     expect(() => decodeIndex(bytes, 'index/x.idx')).toThrow(message);
+    expect(() => new ObjectIndex().addIndexFile(bytes, 'index/x.idx')).toThrow(InvalidFormatError);
+    expect(() => new ObjectIndex().addIndexFile(bytes, 'index/x.idx')).toThrow(message);
   });
 });
 
@@ -109,5 +111,44 @@ describe('ObjectIndex.addIndexFile', () => {
     expect(() => index.addIndexFile(Buffer.from('nope'), 'index/y.idx')).toThrow(
       'index index/y.idx: bad magic',
     );
+  });
+
+  it('adds large files read in place (at an offset in a larger buffer), first location kept', () => {
+    const entry = (i: number, pack: string, offset: number): IndexEntry => ({
+      hash: hashOf(i),
+      pack,
+      offset,
+      stored: i + 1,
+      raw: 2 * i + 1,
+      codec: i % 2 === 0 ? 'zstd' : 'raw',
+    });
+    // 0..2999 in pack A, then 2000..6999 in pack B: the overlap keeps its pack A location.
+    const first = encodeIndex(Array.from({ length: 3000 }, (_, i) => entry(i, packA, i)));
+    const second = encodeIndex(Array.from({ length: 5000 }, (_, i) => entry(i + 2000, packB, 7 * i)));
+    const inPlace = (file: Buffer): Uint8Array => {
+      const backing = Buffer.alloc(file.length + 13, 0xff);
+      file.copy(backing, 7);
+      return backing.subarray(7, 7 + file.length);
+    };
+    const index = new ObjectIndex();
+    index.addIndexFile(inPlace(first), 'index/1.idx');
+    index.addIndexFile(inPlace(second), 'index/2.idx');
+    expect(index.size).toBe(7000);
+    expect(index.get(hashOf(2500))).toEqual({
+      pack: packA,
+      offset: 2500,
+      stored: 2501,
+      raw: 5001,
+      codec: 'zstd',
+    });
+    expect(index.get(hashOf(6999))).toEqual({
+      pack: packB,
+      offset: 7 * 4999,
+      stored: 7000,
+      raw: 13999,
+      codec: 'raw',
+    });
+    for (let i = 0; i < 7000; i++) expect(index.has(hashOf(i))).toBe(true);
+    expect(index.has(hashOf(7000))).toBe(false);
   });
 });

@@ -115,6 +115,50 @@ export function encodeIndex(entries: readonly IndexEntry[]): Buffer {
   return b.encode();
 }
 
+/** An index file's validated header: its pack table, and where its `count` entries start. */
+interface IndexLayout {
+  readonly buf: Buffer;
+  readonly packs: readonly string[];
+  readonly count: number;
+  readonly entriesAt: number;
+}
+
+/** Validates an index file's framing; `source` (its key) is named in errors. */
+function indexLayout(data: Uint8Array, source: string): IndexLayout {
+  const buf = Buffer.from(data.buffer, data.byteOffset, data.length);
+  if (buf.length < HEADER_BYTES + 4 || !buf.subarray(0, INDEX_MAGIC.length).equals(INDEX_MAGIC)) {
+    throw badIndex(source, 'bad magic (not an index file, or an unknown version)');
+  }
+  let pos = INDEX_MAGIC.length;
+  const packCount = buf.readUInt32BE(pos);
+  pos += 4;
+  if (buf.length < pos + packCount * PACK_ID_BYTES + 4) throw badIndex(source, 'truncated pack table');
+  const packs: string[] = [];
+  for (let i = 0; i < packCount; i++) {
+    packs.push(buf.toString('hex', pos, pos + PACK_ID_BYTES));
+    pos += PACK_ID_BYTES;
+  }
+  const count = buf.readUInt32BE(pos);
+  pos += 4;
+  if (buf.length !== pos + count * ENTRY_BYTES) {
+    throw badIndex(source, `length does not match ${count} entries`);
+  }
+  return { buf, packs, count, entriesAt: pos };
+}
+
+function badIndex(source: string, what: string): InvalidFormatError {
+  return new InvalidFormatError(`index ${source}: ${what}`);
+}
+
+/** The pack number of entry `i` at `pos`, checked against the pack table. */
+function entryPack(layout: IndexLayout, source: string, i: number, pos: number): number {
+  const packIndex = layout.buf.readUInt32BE(pos + HASH_BYTES);
+  if (packIndex >= layout.packs.length) {
+    throw badIndex(source, `entry ${i} refers to pack #${packIndex} of ${layout.packs.length}`);
+  }
+  return packIndex;
+}
+
 /**
  * Validates an index file and calls `each` per entry (the hash is a view into `data`). `source`
  * (its key) is named in errors.
@@ -124,27 +168,10 @@ function readIndex(
   source: string,
   each: (hash: Uint8Array, pack: string, offset: number, stored: number, raw: number, codec: Codec) => void,
 ): void {
-  const buf = Buffer.from(data.buffer, data.byteOffset, data.length);
-  const bad = (what: string): InvalidFormatError => new InvalidFormatError(`index ${source}: ${what}`);
-  if (buf.length < HEADER_BYTES + 4 || !buf.subarray(0, INDEX_MAGIC.length).equals(INDEX_MAGIC)) {
-    throw bad('bad magic (not an index file, or an unknown version)');
-  }
-  let pos = INDEX_MAGIC.length;
-  const packCount = buf.readUInt32BE(pos);
-  pos += 4;
-  if (buf.length < pos + packCount * PACK_ID_BYTES + 4) throw bad('truncated pack table');
-  const packs: string[] = [];
-  for (let i = 0; i < packCount; i++) {
-    packs.push(buf.toString('hex', pos, pos + PACK_ID_BYTES));
-    pos += PACK_ID_BYTES;
-  }
-  const count = buf.readUInt32BE(pos);
-  pos += 4;
-  if (buf.length !== pos + count * ENTRY_BYTES) throw bad(`length does not match ${count} entries`);
-  for (let i = 0; i < count; i++) {
-    const packIndex = buf.readUInt32BE(pos + HASH_BYTES);
-    const pack = packs[packIndex];
-    if (pack === undefined) throw bad(`entry ${i} refers to pack #${packIndex} of ${packCount}`);
+  const layout = indexLayout(data, source);
+  const { buf } = layout;
+  for (let i = 0, pos = layout.entriesAt; i < layout.count; i++, pos += ENTRY_BYTES) {
+    const pack = layout.packs[entryPack(layout, source, i, pos)]!;
     each(
       buf.subarray(pos, pos + HASH_BYTES),
       pack,
@@ -153,7 +180,6 @@ function readIndex(
       buf.readUInt32BE(pos + HASH_BYTES + 12),
       codecOf(buf[pos + HASH_BYTES + 16]!),
     );
-    pos += ENTRY_BYTES;
   }
 }
 
@@ -190,29 +216,38 @@ export class KeyTable {
     return this.#size;
   }
 
-  /** The row of `key`, or -1. */
-  find(key: Uint8Array): number {
+  /** The row of the key at `at` in `bytes` (the whole of `bytes` by default), or -1. */
+  find(bytes: Uint8Array, at = 0): number {
     const mask = this.#slots.length - 1;
-    for (let i = this.#slot(key, 0); ; i = (i + 1) & mask) {
+    for (let i = this.#slot(bytes, at); ; i = (i + 1) & mask) {
       const r = this.#slots[i]!;
       if (r === 0) return -1;
-      if (this.#equals(r - 1, key, 0)) return r - 1;
+      if (this.#equals(r - 1, bytes, at)) return r - 1;
     }
   }
 
-  /** Adds `key` (the caller knows it is absent) and returns its row. */
-  push(key: Uint8Array): number {
+  /** Adds the key at `at` in `bytes` (the caller knows it is absent) and returns its row. */
+  push(bytes: Uint8Array, at = 0): number {
     const row = this.#size;
-    if ((row + 1) * HASH_BYTES > this.#keys.length) {
-      const next = new Uint8Array(this.#keys.length * 2);
-      next.set(this.#keys);
+    this.reserve(row + 1);
+    this.#keys.set(bytes.subarray(at, at + HASH_BYTES), row * HASH_BYTES);
+    this.#size++;
+    this.#place(row);
+    return row;
+  }
+
+  /** Makes room for `rows` keys in all, at once (a whole index file, not a doubling per 2x). */
+  reserve(rows: number): void {
+    if (rows * HASH_BYTES > this.#keys.length) {
+      const next = new Uint8Array(Math.max(rows, (this.#keys.length / HASH_BYTES) * 2) * HASH_BYTES);
+      next.set(this.#keys.subarray(0, this.#size * HASH_BYTES));
       this.#keys = next;
     }
-    this.#keys.set(key, row * HASH_BYTES);
-    this.#size++;
-    if (this.#size * 2 > this.#slots.length) this.#rehash(this.#slots.length * 2);
-    else this.#place(row);
-    return row;
+    if (rows * 2 > this.#slots.length) {
+      let slots = this.#slots.length * 2;
+      while (rows * 2 > slots) slots *= 2;
+      this.#rehash(slots);
+    }
   }
 
   /** The key of `row` (a view: valid until the next push). */
@@ -285,22 +320,45 @@ export class ObjectIndex {
     for (const e of entries) this.#add(e.hash, e.pack, e.offset, e.stored, e.raw, e.codec);
   }
 
-  /** Adds the entries of an index file (validated; `source` is named in errors). */
+  /**
+   * Adds the entries of an index file (validated; `source` is named in errors): room for all of
+   * them first, then each read in place, with no object or string per entry.
+   */
   addIndexFile(data: Uint8Array, source: string): void {
-    readIndex(data, source, (hash, pack, offset, stored, raw, codec) => {
-      this.#add(hash, pack, offset, stored, raw, codec);
-    });
+    const layout = indexLayout(data, source);
+    const { buf } = layout;
+    const numbers = layout.packs.map((id) => this.#packNumber(id));
+    this.#keys.reserve(this.#keys.size + layout.count);
+    this.#ensure(this.#keys.size + layout.count);
+    for (let i = 0, pos = layout.entriesAt; i < layout.count; i++, pos += ENTRY_BYTES) {
+      const pack = numbers[entryPack(layout, source, i, pos)]!;
+      const codec = buf[pos + HASH_BYTES + 16]!;
+      codecOf(codec); // validates it
+      if (this.#keys.find(buf, pos) >= 0) continue;
+      this.#set(
+        this.#keys.push(buf, pos),
+        pack,
+        buf.readUInt32BE(pos + HASH_BYTES + 4),
+        buf.readUInt32BE(pos + HASH_BYTES + 8),
+        buf.readUInt32BE(pos + HASH_BYTES + 12),
+        codec,
+      );
+    }
   }
 
   #add(hash: Uint8Array, pack: string, offset: number, stored: number, raw: number, codec: Codec): void {
     if (this.#keys.find(hash) >= 0) return;
     const row = this.#keys.push(hash);
     this.#ensure(row + 1);
-    this.#pack[row] = this.#packNumber(pack);
+    this.#set(row, this.#packNumber(pack), offset, stored, raw, codecByte(codec));
+  }
+
+  #set(row: number, pack: number, offset: number, stored: number, raw: number, codec: number): void {
+    this.#pack[row] = pack;
     this.#offset[row] = offset;
     this.#stored[row] = stored;
     this.#raw[row] = raw;
-    this.#codec[row] = codecByte(codec);
+    this.#codec[row] = codec;
   }
 
   #packNumber(id: string): number {
