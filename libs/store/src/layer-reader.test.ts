@@ -70,6 +70,28 @@ describe('openLayer through shared blocks', () => {
     expect((err as Error).message).toContain(`packs/${packs.sort()[0]!}`);
     expect(limiter.blocks.available).toBe(4);
   });
+
+  it('names a truncated pack (a short read into the blocks) and gives every block back', async () => {
+    const { store, limiter, dir } = await smallStore();
+    const { diffID } = await store.importLayer(chunked(layer));
+    const packs = (await readdir(join(dir, 'packs'))).sort();
+    const pack = join(dir, 'packs', packs[0]!);
+    const bytes = await readFile(pack);
+    await writeFile(pack, bytes.subarray(0, bytes.length >> 1));
+    for (const read of [
+      async () => collect(await store.openLayer(diffID)),
+      async () => {
+        for await (const b of await store.openLayerBlocks(diffID)) b.release();
+      },
+    ]) {
+      const err: unknown = await read().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(CorruptObjectError);
+      expect((err as Error).message).toMatch(
+        new RegExp(`packs/${packs[0]!}.*short read: \\d+ of \\d+ bytes`),
+      );
+      expect(limiter.blocks.available).toBe(4);
+    }
+  });
 });
 
 describe('openLayerBlocks: the rebuilt tar lent in place', () => {

@@ -21,7 +21,7 @@ import {
 } from './errors.ts';
 import { packKey } from './layout.ts';
 import { STREAM_CHUNK_BYTES } from './limiter.ts';
-import type { ObjectStore } from './objects.ts';
+import type { ObjectStore, ReadPart } from './objects.ts';
 import type { LayerRecord } from './records.ts';
 import { SplitstreamDecoder, type SplitRecord, type SplitstreamParams } from './splitstream.ts';
 import { TarSplitter, type TarEntry } from './tar.ts';
@@ -141,15 +141,20 @@ async function* recordBatches(
   if (!ended) throw new CorruptObjectError(key, 'no END record');
 }
 
-/** A range of a pack read with one GET: neighbouring objects, and the gaps between them. */
+/**
+ * A range of a pack read with one GET: neighbouring objects, and the gaps between them. Each
+ * object's stored bytes are read straight to their place in their job's block.
+ */
 interface Group {
   readonly key: string;
   readonly offset: number;
   length: number;
   /** The first object (named in errors). */
   readonly first: string;
-  /** The group's bytes, read once the group is complete ({@link Group.start}). */
-  readonly data: Promise<Buffer>;
+  /** Where the range goes, in order: each object's place in its block, and the gaps to skip. */
+  readonly parts: ReadPart[];
+  /** Settles once the objects' bytes are in their blocks (read once the group is complete, {@link Group.start}). */
+  readonly read: Promise<void>;
   /** Starts the GET (the group takes no more objects). */
   readonly start: () => void;
   /** Gives up on the group before its GET (the rebuild stopped early). */
@@ -159,9 +164,9 @@ interface Group {
 /** An object's place: where its stored bytes are in its group, where its raw bytes go in the block. */
 interface Placed {
   readonly group: Group;
-  /** Offset of the stored bytes in the group's data. */
+  /** Offset of the stored bytes in the group's range. */
   readonly at: number;
-  /** Position of the raw bytes in the block. */
+  /** Position of the raw bytes in the block (its stored bytes are read there). */
   readonly pos: number;
   readonly stored: number;
   readonly raw: number;
@@ -242,12 +247,12 @@ async function* rebuildChecked(
 }
 
 /**
- * Rebuilds the tar in the limiter's shared blocks, in order: inline bytes, raw objects and zstd
- * frames are copied into a block, each at its object's place, and a worker decompresses the frames
- * into place and verifies every object; the block is added to the diffID (pinned worker) and
- * copied out as one output chunk. Objects are read in groups (neighbouring objects of one pack with
- * one GET), started as soon as a group is complete. At most {@link MAX_REBUILD_BLOCKS} blocks (and
- * the GETs they wait for) are in flight.
+ * Rebuilds the tar in the limiter's shared blocks, in order: inline bytes are copied into a block
+ * and objects' stored bytes (raw objects and zstd frames) are read straight to their places in it,
+ * then a worker decompresses the frames into place and verifies every object; the block is added
+ * to the diffID (pinned worker) and lent out. Objects are read in groups (neighbouring objects of
+ * one pack with one scattered GET: no buffer per group, no copy), started as soon as a group is
+ * complete. At most {@link MAX_REBUILD_BLOCKS} blocks (and the GETs they wait for) are in flight.
  */
 async function* rebuild(
   deps: ReaderDeps,
@@ -280,29 +285,33 @@ async function* rebuild(
       offset,
       length: 0,
       first,
-      data: started.then(() => {
-        noteBufferChurn(g.length);
-        return objects.readRange(g.key, g.offset, g.length, ` (object sha256:${g.first})`, signal);
-      }),
+      parts: [],
+      read: started.then(() =>
+        objects.readRangeInto(g.key, g.offset, g.length, g.parts, ` (object sha256:${g.first})`, signal),
+      ),
       start,
       cancel: () => cancel(new Error(`rebuild of ${context} stopped`)),
     };
-    g.data.catch(() => undefined); // awaited by the jobs that need it; this only marks it handled meanwhile
+    g.read.catch(() => undefined); // awaited by the jobs that need it; this only marks it handled meanwhile
     return g;
   };
   const closeGroup = (): void => {
     group?.start();
     group = undefined;
   };
-
-  /** Copies the job's objects into its block and has a worker assemble it (once their data is read). */
-  const assemble = async (job: Job): Promise<AssembleResponse> => {
-    const input = blocks.inputView(job.block);
+  /** Settles once every read into the job's block has (groups come in order: each awaited once). */
+  const groupsRead = async (job: Job): Promise<void> => {
+    let last: Group | undefined;
     for (const o of job.objects) {
-      const data = await o.group.data;
-      const stored = data.subarray(o.at, o.at + o.stored);
-      input.set(stored, o.pos);
+      if (o.group === last) continue;
+      last = o.group;
+      await last.read;
     }
+  };
+
+  /** Has a worker assemble the job's block once its objects' stored bytes are read into it. */
+  const assemble = async (job: Job): Promise<AssembleResponse> => {
+    await groupsRead(job);
     if (job.objects.length === 0) return { op: 'assemble', id: 0, bad: undefined };
     const list = new Uint32Array(4 * job.objects.length);
     const hashes = new Uint8Array(checkObjects ? HASH_BYTES * job.objects.length : 0);
@@ -355,6 +364,13 @@ async function* rebuild(
         `index says ${loc.raw} bytes, ${context} expects ${size}`,
       );
     }
+    // Its stored bytes are read into its place in the block: they must fit there.
+    if (loc.codec === 'zstd' ? loc.stored > loc.raw : loc.stored !== loc.raw) {
+      throw new CorruptObjectError(
+        `sha256:${hex(hash)}`,
+        `index says ${loc.stored} bytes stored (${loc.codec}) for ${loc.raw}`,
+      );
+    }
     const key = packKey(loc.pack);
     const end = group === undefined ? 0 : group.offset + group.length;
     if (
@@ -368,6 +384,9 @@ async function* rebuild(
       group = newGroup(key, loc.offset, hex(hash));
     }
     const g = group;
+    const gap = loc.offset - (g.offset + g.length);
+    if (gap > 0) g.parts.push(gap);
+    g.parts.push(blocks.inputView(job.block).subarray(job.used, job.used + loc.stored));
     g.length = loc.offset + loc.stored - g.offset;
     job.objects.push({
       group: g,
@@ -463,7 +482,11 @@ async function* rebuild(
     // Stopped early (consumer gone, error): give every block back once no worker uses it, and
     // drop the hash state held by the worker. Jobs waiting for the open group wait no more.
     group?.cancel();
-    if (open !== undefined) blocks.release(open.block);
+    if (open !== undefined) {
+      // Reads of its closed groups may still be writing into its block.
+      await groupsRead(open).catch(() => undefined);
+      blocks.release(open.block);
+    }
     for (const job of jobs.splice(0)) {
       await job.assembled?.catch(() => undefined);
       blocks.release(job.block);

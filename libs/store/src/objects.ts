@@ -53,6 +53,9 @@ export interface ReadGroup {
   readonly items: readonly VerifyItem[];
 }
 
+/** Where the next bytes of a read go, or how many of them to skip (see ObjectStore.readRangeInto). */
+export type ReadPart = Uint8Array | number;
+
 export class ObjectStore {
   readonly backend: Backend;
   readonly limiter: Limiter;
@@ -60,6 +63,7 @@ export class ObjectStore {
   #loaded = new Set<string>();
   #newest = 0;
   #refreshing: Promise<void> | undefined;
+  #scratch = Buffer.alloc(0);
 
   constructor(backend: Backend, limiter: Limiter) {
     this.backend = backend;
@@ -144,6 +148,35 @@ export class ObjectStore {
       );
     }
     return data;
+  }
+
+  /**
+   * `length` bytes of `key` at `offset`, with one GET, put in place: each part is either where
+   * the next bytes go (a view, possibly of shared memory) or a number of bytes to skip (read into
+   * a scratch buffer). Throws CorruptObjectError naming the key (and `what`) on a short read.
+   */
+  async readRangeInto(
+    key: string,
+    offset: number,
+    length: number,
+    parts: readonly ReadPart[],
+    what: string,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const views = parts.map((p) => (typeof p === 'number' ? this.#skipped(p) : p));
+    const read = await this.limiter.io.run(
+      () => this.backend.getBytesInto(key, { offset, length }, views, signal),
+      signal,
+    );
+    if (read < length) {
+      throw new CorruptObjectError(key, `short read: ${read} of ${length} bytes at offset ${offset}${what}`);
+    }
+  }
+
+  /** Where `n` skipped bytes are read: one scratch buffer for every read (its bytes are not used). */
+  #skipped(n: number): Uint8Array {
+    if (this.#scratch.length < n) this.#scratch = Buffer.allocUnsafe(n);
+    return this.#scratch.subarray(0, n);
   }
 
   /**

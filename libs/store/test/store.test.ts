@@ -171,6 +171,43 @@ describe.each(BACKENDS)('store on $name', (backend) => {
       expect(await b.head('x/b')).toBeUndefined();
     });
 
+    it('reads a range straight into scattered parts (many chunks, a short end, too many bytes)', async () => {
+      const { backend: b } = await freshStore();
+      const into = b.getBytesInto.bind(b);
+      const big = Buffer.alloc(3 * MiB);
+      for (let i = 0; i < big.length; i += 4) big.writeUInt32LE(i, i);
+      await b.put('x/big', big);
+      // Parts of many sizes, more than one preadv takes (IOV_MAX 1024), views of one shared buffer.
+      const shared = new Uint8Array(new SharedArrayBuffer(2 * MiB + 4096));
+      const sizes = Array.from({ length: 1500 }, (_, i) => (i % 7) * 300 + 1);
+      const total = sizes.reduce((n, x) => n + x, 0);
+      let at = 0;
+      const parts = sizes.map((n) => {
+        const view = shared.subarray(at, at + n);
+        at += n + 1; // a byte between parts that no read may touch
+        return view;
+      });
+      shared.fill(0xee);
+      const offset = MiB + 5;
+      expect(await into('x/big', { offset, length: total }, parts)).toBe(total);
+      expect(Buffer.concat(parts).equals(big.subarray(offset, offset + total))).toBe(true);
+      let gap = 0;
+      for (const n of sizes) {
+        gap += n;
+        expect(shared[gap]).toBe(0xee);
+        gap += 1;
+      }
+      // A range that runs past the end: the bytes there are, and how many.
+      const tail = [new Uint8Array(6), new Uint8Array(10)];
+      expect(await into('x/big', { offset: big.length - 8, length: 16 }, tail)).toBe(8);
+      expect(Buffer.from(tail[0]!).equals(big.subarray(big.length - 8, big.length - 2))).toBe(true);
+      expect(Buffer.from(tail[1]!.subarray(0, 2)).equals(big.subarray(big.length - 2))).toBe(true);
+      await expect(into('x/missing', { offset: 0, length: 4 }, [new Uint8Array(4)])).rejects.toThrow(
+        ObjectNotFoundError,
+      );
+      await b.delete('x/big');
+    });
+
     it('publishes nothing when a stream put fails', async () => {
       const { backend: b } = await freshStore();
       const failing = Readable.from(

@@ -96,6 +96,17 @@ export interface Backend {
   get(key: string, options?: GetOptions): Promise<Readable>;
   /** The object (or `range`) in memory: for small objects and pack ranges only. */
   getBytes(key: string, options?: GetOptions): Promise<Buffer>;
+  /**
+   * Reads `range` of the object straight into `parts`, back to back (a scattered read: the parts
+   * may be views of memory the caller shares with others), and returns how many bytes it read:
+   * fewer than the range only at the object's end.
+   */
+  getBytesInto(
+    key: string,
+    range: ByteRange,
+    parts: readonly Uint8Array[],
+    signal?: AbortSignal,
+  ): Promise<number>;
   head(key: string, options?: { signal?: AbortSignal }): Promise<ObjectInfo | undefined>;
   list(prefix: string, options?: ListOptions): Promise<ListPage>;
   delete(key: string, options?: { signal?: AbortSignal }): Promise<void>;
@@ -142,4 +153,42 @@ export function countBytes(source: Readable, add: (bytes: number) => void): Read
   // Errors reach `counter` (destroyed by pipeline) and whoever reads it.
   pipeline(source, counter, () => {});
   return counter;
+}
+
+/** Copies a stream's chunks into `parts`, back to back, in the order they come. */
+export class ScatterCopy {
+  readonly #parts: readonly Uint8Array[];
+  readonly #total: number;
+  #part = 0;
+  #at = 0;
+  #filled = 0;
+
+  constructor(parts: readonly Uint8Array[]) {
+    this.#parts = parts;
+    this.#total = parts.reduce((n, p) => n + p.length, 0);
+  }
+
+  /** Bytes copied so far. */
+  get filled(): number {
+    return this.#filled;
+  }
+
+  /** Copies `chunk`; false (and nothing copied) when it does not fit in what is left. */
+  write(chunk: Uint8Array): boolean {
+    if (chunk.length > this.#total - this.#filled) return false;
+    let pos = 0;
+    while (pos < chunk.length) {
+      const part = this.#parts[this.#part]!;
+      const n = Math.min(part.length - this.#at, chunk.length - pos);
+      part.set(chunk.subarray(pos, pos + n), this.#at);
+      pos += n;
+      this.#at += n;
+      if (this.#at === part.length) {
+        this.#part++;
+        this.#at = 0;
+      }
+    }
+    this.#filled += chunk.length;
+    return true;
+  }
 }

@@ -33,6 +33,7 @@ import {
   newStats,
   type Backend,
   type BackendStats,
+  type ByteRange,
   type GetOptions,
   type ListOptions,
   type ListPage,
@@ -206,6 +207,33 @@ export class DirectoryBackend implements Backend {
     }
   }
 
+  async getBytesInto(
+    key: string,
+    range: ByteRange,
+    parts: readonly Uint8Array[],
+    signal?: AbortSignal,
+  ): Promise<number> {
+    signal?.throwIfAborted();
+    const total = parts.reduce((n, p) => n + p.length, 0);
+    if (total !== range.length) {
+      throw new Error(`get ${key}: the parts hold ${total} bytes, the range ${range.length}`);
+    }
+    const fh = await this.#open(key);
+    try {
+      let filled = 0;
+      while (filled < total) {
+        // preadv; after a short read (or more parts than one call takes), the parts not yet full.
+        const { bytesRead } = await fh.readv(remainingParts(parts, filled), range.offset + filled);
+        if (bytesRead === 0) break;
+        filled += bytesRead;
+      }
+      this.stats.bytesRead += filled;
+      return filled;
+    } finally {
+      await fh.close();
+    }
+  }
+
   async #open(key: string): Promise<FileHandle> {
     const path = this.#path(key);
     this.stats.requests.GET++;
@@ -364,4 +392,20 @@ export async function forEachLimited<T>(
     while (next < items.length) await fn(items[next++]!);
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, run));
+}
+
+/** `parts` without their first `skip` bytes (views; parts already full are left out). */
+function remainingParts(parts: readonly Uint8Array[], skip: number): Uint8Array[] {
+  if (skip === 0) return parts as Uint8Array[];
+  const rest: Uint8Array[] = [];
+  let left = skip;
+  for (const p of parts) {
+    if (left >= p.length) {
+      left -= p.length;
+      continue;
+    }
+    rest.push(left === 0 ? p : p.subarray(left));
+    left = 0;
+  }
+  return rest;
 }

@@ -27,8 +27,10 @@ import { noteBufferChurn } from '../heap-tuning.ts';
 import {
   countBytes,
   newStats,
+  ScatterCopy,
   type Backend,
   type BackendStats,
+  type ByteRange,
   type GetOptions,
   type ListOptions,
   type ListPage,
@@ -210,6 +212,29 @@ export class S3Backend implements Backend {
       // The socket's chunks were garbage as soon as copied (heap-tuning.ts paces GCs to it).
       noteBufferChurn(filled);
       return filled === buf.length ? buf : buf.subarray(0, filled);
+    } catch (err) {
+      throw wrap(err, `get ${key} from ${this.description} failed`);
+    }
+  }
+
+  async getBytesInto(
+    key: string,
+    range: ByteRange,
+    parts: readonly Uint8Array[],
+    signal?: AbortSignal,
+  ): Promise<number> {
+    if (range.length === 0) return 0;
+    const stream = await this.get(key, { range, signal });
+    try {
+      // Each chunk of the response is copied once, straight to its place.
+      const into = new ScatterCopy(parts);
+      for await (const chunk of stream) {
+        if (!into.write(chunk as Buffer)) {
+          throw new Error(`${this.description} sent more than the ${range.length} bytes asked for`);
+        }
+      }
+      noteBufferChurn(into.filled);
+      return into.filled;
     } catch (err) {
       throw wrap(err, `get ${key} from ${this.description} failed`);
     }
