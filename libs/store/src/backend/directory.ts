@@ -187,20 +187,10 @@ export class DirectoryBackend implements Backend {
     options.signal?.throwIfAborted();
     const fh = await this.#open(key);
     try {
-      let offset = options.range?.offset ?? 0;
-      let length = options.range?.length;
-      if (length === undefined) {
-        length = (await fh.stat()).size;
-        offset = 0;
-      }
+      const offset = options.range?.offset ?? 0;
+      const length = options.range?.length ?? (await fh.stat()).size;
       const buf = Buffer.allocUnsafe(length);
-      let filled = 0;
-      while (filled < length) {
-        const { bytesRead } = await fh.read(buf, filled, length - filled, offset + filled);
-        if (bytesRead === 0) break;
-        filled += bytesRead;
-      }
-      this.stats.bytesRead += filled;
+      const filled = await this.#readInto(fh, offset, [buf]);
       return filled === length ? buf : buf.subarray(0, filled);
     } finally {
       await fh.close();
@@ -220,18 +210,24 @@ export class DirectoryBackend implements Backend {
     }
     const fh = await this.#open(key);
     try {
-      let filled = 0;
-      while (filled < total) {
-        // preadv; after a short read (or more parts than one call takes), the parts not yet full.
-        const { bytesRead } = await fh.readv(remainingParts(parts, filled), range.offset + filled);
-        if (bytesRead === 0) break;
-        filled += bytesRead;
-      }
-      this.stats.bytesRead += filled;
-      return filled;
+      return await this.#readInto(fh, range.offset, parts);
     } finally {
       await fh.close();
     }
+  }
+
+  /** Fills `parts` from `offset` on (preadv), up to the file's end; returns the bytes read. */
+  async #readInto(fh: FileHandle, offset: number, parts: readonly Uint8Array[]): Promise<number> {
+    const total = parts.reduce((n, p) => n + p.length, 0);
+    let filled = 0;
+    while (filled < total) {
+      // After a short read (or more parts than one call takes), the parts not yet full.
+      const { bytesRead } = await fh.readv(remainingParts(parts, filled), offset + filled);
+      if (bytesRead === 0) break;
+      filled += bytesRead;
+    }
+    this.stats.bytesRead += filled;
+    return filled;
   }
 
   async #open(key: string): Promise<FileHandle> {

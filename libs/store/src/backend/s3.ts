@@ -185,33 +185,23 @@ export class S3Backend implements Backend {
   }
 
   async getBytes(key: string, options: GetOptions = {}): Promise<Buffer> {
-    const stream = await this.get(key, options);
     const range = options.range;
-    try {
-      if (range === undefined) {
-        const parts: Buffer[] = [];
-        let length = 0;
-        for await (const chunk of stream) {
-          parts.push(chunk as Buffer);
-          length += (chunk as Buffer).length;
-        }
-        return Buffer.concat(parts, length);
-      }
+    if (range !== undefined) {
       // A range's length is known: the body goes straight into one buffer (gathering the parts
       // and concatenating them held each range twice, the rebuild's largest allocation on S3).
       const buf = Buffer.allocUnsafe(range.length);
-      let filled = 0;
-      for await (const chunk of stream) {
-        const part = chunk as Buffer;
-        if (filled + part.length > buf.length) {
-          throw new Error(`${this.description} sent more than the ${range.length} bytes asked for`);
-        }
-        buf.set(part, filled);
-        filled += part.length;
-      }
-      // The socket's chunks were garbage as soon as copied (heap-tuning.ts paces GCs to it).
-      noteBufferChurn(filled);
+      const filled = await this.getBytesInto(key, range, [buf], options.signal);
       return filled === buf.length ? buf : buf.subarray(0, filled);
+    }
+    const stream = await this.get(key, options);
+    try {
+      const parts: Buffer[] = [];
+      let length = 0;
+      for await (const chunk of stream) {
+        parts.push(chunk as Buffer);
+        length += (chunk as Buffer).length;
+      }
+      return Buffer.concat(parts, length);
     } catch (err) {
       throw wrap(err, `get ${key} from ${this.description} failed`);
     }
@@ -226,7 +216,8 @@ export class S3Backend implements Backend {
     if (range.length === 0) return 0;
     const stream = await this.get(key, { range, signal });
     try {
-      // Each chunk of the response is copied once, straight to its place.
+      // Each chunk of the response is copied once, straight to its place; the chunks are garbage
+      // then (heap-tuning.ts paces GCs to it).
       const into = new ScatterCopy(parts);
       for await (const chunk of stream) {
         if (!into.write(chunk as Buffer)) {
