@@ -1,0 +1,134 @@
+/**
+ * kill -9 at any moment: worker processes of every role are killed at random moments while
+ * overlapping images are pulled, and restarted. Every pull must end (a pull whose job BullMQ gave
+ * up on after repeated stalls is submitted again, as a user would), every committed layer must
+ * rebuild to its diffID, the references must point at the pushed images, no lock may be left
+ * behind, and a pull of everything again must fetch nothing.
+ */
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseReference } from '@stevedore/oci';
+import '@stevedore/testing';
+import { buildImageFromTrees, generateTree, type FixtureImage, type WorkerRole } from '@stevedore/testing';
+import { assertEveryLayerRebuilds, startCluster, until, type BackendKind, type Cluster } from './harness.ts';
+
+const MiB = 1024 * 1024;
+/** Every role twice at least (`all` serves them all), so a killed role is never the only one. */
+const ROLES: readonly WorkerRole[] = ['fetcher', 'hasher', 'committer', 'all', 'all'];
+const KILLS = Number(process.env.CHAOS_KILLS ?? 12);
+const SEED = Number(process.env.CHAOS_SEED ?? Date.now() % 100_000);
+
+/** A small deterministic PRNG (mulberry32), so a failing run can be replayed with CHAOS_SEED. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe.each<BackendKind>(['directory', 's3'])('kill -9 at random moments, store on %s', (backend) => {
+  let cluster: Cluster;
+  beforeAll(async () => {
+    cluster = await startCluster(backend, ROLES);
+  });
+  afterAll(() => cluster.stop());
+
+  it(`every pull ends, and everything committed is whole (seed ${SEED})`, async () => {
+    const random = prng(SEED);
+    const base = generateTree({
+      seed: 7,
+      files: 400,
+      largeFiles: 6,
+      largeSize: { min: 8 * MiB, max: 12 * MiB },
+      content: 'mixed',
+    });
+    const mid = generateTree({
+      seed: 8,
+      files: 200,
+      largeFiles: 1,
+      largeSize: { min: 4 * MiB, max: 4 * MiB },
+      root: 'mid',
+    });
+    const apps = [31, 32, 33, 34, 35, 36].map((seed) =>
+      generateTree({ seed, files: 80, largeFiles: 1, root: `app${seed}` }),
+    );
+    const images: FixtureImage[] = await Promise.all(
+      apps.map((app, i) =>
+        buildImageFromTrees(i % 2 === 0 ? [base, mid, app] : [base, app], {
+          compression: i === 3 ? 'zstd' : 'gzip',
+        }),
+      ),
+    );
+    const repos = images.map((_, i) => `${backend}/chaos-${SEED}-${i}:1`);
+    for (const [i, image] of images.entries()) await cluster.push(repos[i]!, image);
+
+    const ids = await Promise.all(repos.map((r) => cluster.submit(r)));
+    let killing = true;
+    let kills = 0;
+    const killer = (async () => {
+      while (killing && kills < KILLS) {
+        await new Promise((r) => setTimeout(r, 100 + random() * 500));
+        const victim = cluster.workers[Math.floor(random() * cluster.workers.length)];
+        if (victim === undefined) continue;
+        victim.kill9();
+        await victim.exited;
+        kills++;
+        cluster.workers.splice(cluster.workers.indexOf(victim), 1);
+        await cluster.startWorker(victim.role);
+      }
+    })();
+    const outcomes: string[] = [];
+    const results = await Promise.all(
+      ids.map(async (id, i) => {
+        let status = await cluster.wait(id, 180_000);
+        // BullMQ fails a job that stalled more often than maxStalledCount: the user submits again.
+        for (let again = 0; status.state === 'failed' && again < 3; again++) {
+          outcomes.push(`${repos[i]}: failed (${status.failedReason}), submitted again`);
+          status = await cluster.wait(await cluster.submit(repos[i]!), 180_000);
+        }
+        return status;
+      }),
+    );
+    killing = false;
+    await killer;
+    console.log(`seed ${SEED}: ${kills} kills; ${outcomes.length} resubmissions`, outcomes);
+    expect(results.map((s) => [s.state, s.failedReason])).toEqual(repos.map(() => ['completed', undefined]));
+
+    const store = await cluster.openStore();
+    try {
+      for (const [i, image] of images.entries()) {
+        const ref = await store.getReference(parseReference(`${cluster.proxy.host}/${repos[i]}`));
+        expect(ref?.digest).toBe(image.manifest.descriptor.digest);
+      }
+      expect(await assertEveryLayerRebuilds(store)).toBe(
+        new Set(images.flatMap((im) => im.layers.map((l) => l.diffId))).size,
+      );
+    } finally {
+      await store.close();
+    }
+
+    // No lock outlives its expiry: a killed holder's lock is gone within the TTL (2 s in tests).
+    const redis = new Redis(cluster.redisUrl);
+    try {
+      const held = async (): Promise<string[]> =>
+        (await redis.keys('stevedore:lock:*')).filter(
+          (k) => !k.endsWith(':fence') && !k.endsWith(':waiters'),
+        );
+      await until('every lock to be released or to expire', async () => (await held()).length === 0, 10_000);
+      expect(await held()).toEqual([]);
+    } finally {
+      redis.disconnect();
+    }
+    // Everything pulled again fetches nothing.
+    cluster.proxy.resetCounters();
+    const again = await Promise.all(
+      (await Promise.all(repos.map((r) => cluster.submit(r)))).map((id) => cluster.wait(id)),
+    );
+    expect(again.map((s) => s.state)).toEqual(repos.map(() => 'completed'));
+    expect(cluster.proxy.requests({ method: 'GET', path: /\/blobs\// })).toEqual([]);
+  }, 600_000);
+});
