@@ -82,6 +82,7 @@ describe.each<BackendKind>(['directory', 's3'])('kill -9 at random moments, stor
       }
     })();
     const outcomes: string[] = [];
+    // The killer stops before anything is checked, and before the cluster stops when a wait fails.
     const results = await Promise.all(
       ids.map(async (id, i) => {
         let status = await cluster.wait(id, 180_000);
@@ -92,9 +93,10 @@ describe.each<BackendKind>(['directory', 's3'])('kill -9 at random moments, stor
         }
         return status;
       }),
-    );
-    killing = false;
-    await killer;
+    ).finally(async () => {
+      killing = false;
+      await killer;
+    });
     console.log(`seed ${SEED}: ${kills} kills; ${outcomes.length} resubmissions`, outcomes);
     expect(results.map((s) => [s.state, s.failedReason])).toEqual(repos.map(() => ['completed', undefined]));
 
