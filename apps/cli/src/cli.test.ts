@@ -4,7 +4,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -100,6 +100,33 @@ describe('stevedore CLI', () => {
       expect(result.stdout).toContain(`${layer.digest.slice(7, 19)}: Pull complete`);
   });
 
+  it('compacts the index files while the stack runs, and the image still exports from the merged index', async () => {
+    const indexDir = join(env.STEVEDORE_STORE!, 'index');
+    const before = (await readdir(indexDir)).sort();
+    expect(before).toHaveLength(image.layers.length); // one index file per layer import
+    const result = await stevedore(['compact', '--min-age', '0s', '--json'], env);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    const summary = JSON.parse(result.stdout) as { merged: number; written: string[]; objects: number };
+    expect(summary).toMatchObject({ merged: before.length, written: [expect.stringMatching(/^index\//)] });
+    expect(summary.objects).toBeGreaterThan(0);
+    expect(await readdir(indexDir)).toEqual(summary.written.map((k) => k.slice('index/'.length)));
+    const again = await stevedore(['compact'], env);
+    expect(again).toMatchObject({
+      code: 0,
+      stdout: 'Nothing to merge: 1 index file(s), fewer than two old enough.\n',
+    });
+    // A new process rebuilds every layer from its objects, found through the merged file (an
+    // uncompressed export verifies each diffID).
+    const archive = join(home, 'after-compact.tar');
+    const exported = await stevedore(['export', ref, '-o', archive, '--compression', 'none'], env);
+    expect(exported.stderr).toContain(`Exported 1 image(s), ${image.layers.length} layer(s)`);
+    expect(exported.code).toBe(0);
+    expect((await stat(archive)).size).toBeGreaterThan(
+      image.layers.reduce((n, l) => n + l.uncompressedSize, 0),
+    );
+  });
+
   it('lists, inspects and removes the image', async () => {
     const images = await stevedore(['images', '--json'], env);
     expect(images.code).toBe(0);
@@ -148,6 +175,11 @@ describe('stevedore CLI', () => {
   it('refuses bad usage with exit code 2', async () => {
     expect((await stevedore(['pull'], env)).code).toBe(2);
     expect((await stevedore(['frobnicate'], env)).stderr).toMatch(/^stevedore: unknown command "frobnicate"/);
+    const badAge = await stevedore(['compact', '--min-age', '5 minutes'], env);
+    expect(badAge.code).toBe(2);
+    expect(badAge.stderr).toMatch(
+      /^stevedore compact: --min-age: expected a duration like 30s, 10m, 2h or 7d, got "5 minutes"/,
+    );
   });
 
   it('stops the whole stack on Ctrl-C', async () => {

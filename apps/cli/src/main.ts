@@ -20,6 +20,7 @@ commands:
   images          list the images in the store
   inspect REF     show an image: manifest, config, layers and what they take in the store
   rm REF...       remove references (the content stays until garbage collection)
+  compact         merge the store's index files (faster start for every process)
   export REF...   write images as a docker or OCI archive (-o FILE, or -o - for stdout)
   worker ROLE     run pipeline workers: fetcher, hasher, committer or all
   api             run the HTTP API (with Bull Board at /admin/queues)
@@ -40,6 +41,13 @@ with the reason if the pull fails. --platform defaults to this machine's platfor
   inspect:
     'usage: stevedore inspect REF\n\nPrints an image as JSON: manifest, config, layers, and what each layer takes in the store.\n',
   rm: 'usage: stevedore rm REF...\n\nRemoves references. Exits 1 if one of them does not exist.\n',
+  compact: `usage: stevedore compact [--min-age DURATION] [--json]
+
+Merges the store's index files (one per import) that are older than DURATION (default 10m; units
+s, m, h, d) into a few large ones and deletes them, so a process opening the store loads a few
+files instead of one per import. Safe while workers pull and export; run it now and then (the
+Kubernetes base runs it daily). Packs and layers are not touched.
+`,
   export: `usage: stevedore export REF... -o FILE|- [--format docker|oci]
        [--compression original|none|gzip|zstd] [--archive-compression none|gzip|zstd]
        [--platform os/arch[/variant]|all]
@@ -85,6 +93,7 @@ const OPTIONS = {
   format: { type: 'string' },
   compression: { type: 'string' },
   'archive-compression': { type: 'string' },
+  'min-age': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -134,6 +143,15 @@ async function main(argv: readonly string[]): Promise<number> {
       if (positionals.length === 0) return usageError(command, 'expected at least one image reference');
       const { rmCommand } = await import('./commands/images.ts');
       return rmCommand(positionals);
+    }
+    case 'compact': {
+      if (positionals.length > 0) return usageError(command, 'takes no arguments');
+      const { compactCommand, parseDuration } = await import('./commands/compact.ts');
+      const minAge = values['min-age'];
+      const minAgeMs = minAge === undefined ? undefined : parseDuration(minAge);
+      if (minAge !== undefined && minAgeMs === undefined)
+        return usageError(command, `--min-age: expected a duration like 30s, 10m, 2h or 7d, got "${minAge}"`);
+      return compactCommand({ minAgeMs, json });
     }
     case 'export': {
       if (positionals.length === 0) return usageError(command, 'expected at least one image reference');

@@ -50,6 +50,7 @@ import {
   type Store,
 } from '../src/index.ts';
 import { compileCacheEnv, DEFAULT_MEMORY_BYTES, STREAM_CHUNK_BYTES } from '../src/limiter.ts';
+import { startS3 } from './s3-child.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -347,20 +348,6 @@ async function inChild<R>(task: ChildTask): Promise<R> {
     ),
   );
   return JSON.parse(out.trim().split('\n').at(-1)!) as R;
-}
-
-async function startS3(bucket: string): Promise<{ endpoint: string; stop: () => void }> {
-  const child = spawn(process.execPath, [fileURLToPath(new URL('./s3-server.ts', import.meta.url)), bucket], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
-  const port = await new Promise<number>((resolve, reject) => {
-    child.stdout.setEncoding('utf8').on('data', (s: string) => {
-      const m = /\{"port":(\d+)\}/.exec(s);
-      if (m !== null) resolve(Number(m[1]));
-    });
-    child.on('close', (code) => reject(new Error(`S3 server exited with ${code}`)));
-  });
-  return { endpoint: `http://127.0.0.1:${port}`, stop: () => child.stdin.end() };
 }
 
 function format(name: string, dataset: string, r: ChildResult, input: InputResult): string {

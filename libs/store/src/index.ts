@@ -16,6 +16,13 @@ export {
   type StoreConfig,
 } from './store.ts';
 export type { ImportOptions, ImportResult, LayerInput } from './import.ts';
+export {
+  DEFAULT_COMPACT_MIN_AGE_MS,
+  IndexCompactionConflictError,
+  MERGED_INDEX_MAX_BYTES,
+  type CompactOptions,
+  type CompactResult,
+} from './compaction.ts';
 export type { LayerBlock } from './layer-reader.ts';
 export { INLINE_MAX } from './import.ts';
 export { mapLimited } from './map-limited.ts';

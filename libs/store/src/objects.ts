@@ -40,6 +40,8 @@ export const PACK_CAPACITY = PACK_TARGET + CHUNK_SIZE;
 const PACK_BUFFERS = 2;
 /** Index files loaded at once on refresh. */
 const INDEX_LOAD_CONCURRENCY = 8;
+/** Listings of one refresh at most, while index files vanish under it (compactions). */
+const INDEX_LIST_PASSES = 3;
 
 function hex(hash: Uint8Array): string {
   return Buffer.from(hash.buffer, hash.byteOffset, hash.length).toString('hex');
@@ -81,16 +83,36 @@ export class ObjectStore {
     return this.#refreshing;
   }
 
+  /**
+   * An index file listed but gone when it is read was merged by a compaction (compaction.ts),
+   * which wrote the merged file first, named after every file it listed: listing again finds it.
+   */
   async #refresh(signal?: AbortSignal): Promise<void> {
-    const fresh: string[] = [];
-    const after = this.#newest === 0 ? undefined : indexListCursor(this.#newest);
-    for await (const { key } of listAll(this.backend, PREFIX.index, { signal, after })) {
-      if (!this.#loaded.has(key) && parseIndexKey(key) !== undefined) fresh.push(key);
+    for (let pass = 1; ; pass++) {
+      const fresh: string[] = [];
+      const after = this.#newest === 0 ? undefined : indexListCursor(this.#newest);
+      for await (const { key } of listAll(this.backend, PREFIX.index, { signal, after })) {
+        if (!this.#loaded.has(key) && parseIndexKey(key) !== undefined) fresh.push(key);
+      }
+      let vanished: ObjectNotFoundError | undefined;
+      await mapLimited(fresh, INDEX_LOAD_CONCURRENCY, async (key) => {
+        try {
+          const bytes = await this.limiter.io.run(() => this.backend.getBytes(key, { signal }), signal);
+          this.addIndexFile(key, bytes);
+        } catch (err) {
+          if (!(err instanceof ObjectNotFoundError)) throw err;
+          vanished = err;
+        }
+      });
+      if (vanished === undefined) return;
+      if (pass === INDEX_LIST_PASSES) {
+        throw new ObjectNotFoundError(
+          vanished.key,
+          `index file ${vanished.key} was deleted between listing and reading, ${pass} times in a row`,
+          { cause: vanished },
+        );
+      }
     }
-    await mapLimited(fresh, INDEX_LOAD_CONCURRENCY, async (key) => {
-      const bytes = await this.limiter.io.run(() => this.backend.getBytes(key, { signal }), signal);
-      this.addIndexFile(key, bytes);
-    });
   }
 
   /** Verifies an index file against the hash in its key and adds its entries. */

@@ -1,7 +1,14 @@
 import { digestHex, digestOf } from '@stevedore/oci/spec';
 import { describe, expect, it } from 'vitest';
 import { InvalidFormatError } from './errors.ts';
-import { decodeIndex, encodeIndex, KeyTable, ObjectIndex, type IndexEntry } from './pack-index.ts';
+import {
+  decodeIndex,
+  encodeIndex,
+  IndexMerger,
+  KeyTable,
+  ObjectIndex,
+  type IndexEntry,
+} from './pack-index.ts';
 
 /** A sha256 to use as a key. */
 const hashOf = (i: number): Buffer => Buffer.from(digestHex(digestOf(String(i))), 'hex');
@@ -150,5 +157,47 @@ describe('ObjectIndex.addIndexFile', () => {
     });
     for (let i = 0; i < 7000; i++) expect(index.has(hashOf(i))).toBe(true);
     expect(index.has(hashOf(7000))).toBe(false);
+  });
+});
+
+describe('IndexMerger', () => {
+  const at = (i: number, pack: string, offset: number): IndexEntry => ({
+    hash: hashOf(i),
+    pack,
+    offset,
+    stored: 10,
+    raw: 20,
+    codec: 'zstd',
+  });
+
+  it('keeps each object once, at its first location, in files of at most maxBytes', () => {
+    const first = encodeIndex([at(1, packA, 0), at(2, packA, 10), at(3, packB, 0)]);
+    // Objects 2 and 3 again, elsewhere (a concurrent import stored them too), and one new object.
+    const second = encodeIndex([at(2, packB, 10), at(3, packA, 20), at(4, packB, 30)]);
+    // Room for two entries and two packs per file (8 + 4 + 2 * 16 + 4 + 2 * 49), so a third entry
+    // starts the next file: objects 1 and 2 (one pack), then 3 and 4 (another).
+    const merger = new IndexMerger(146);
+    merger.add(first, 'index/1.idx');
+    merger.add(second, 'index/2.idx');
+    expect(merger.entries).toBe(4);
+    expect(merger.duplicates).toBe(2);
+    const files = merger.finish();
+    expect(files.map((f) => f.length)).toEqual([130, 130]);
+    expect(files.map((f) => decodeIndex(f, 'merged').length)).toEqual([2, 2]);
+    const merged = files.flatMap((f) => decodeIndex(f, 'merged'));
+    expect(merged.map((e) => [Buffer.from(e.hash).toString('hex'), e.pack, e.offset])).toEqual([
+      [hashOf(1).toString('hex'), packA, 0],
+      [hashOf(2).toString('hex'), packA, 10],
+      [hashOf(3).toString('hex'), packB, 0],
+      [hashOf(4).toString('hex'), packB, 30],
+    ]);
+  });
+
+  it('names a bad input, and gives nothing for no input', () => {
+    const merger = new IndexMerger(1 << 20);
+    expect(() => merger.add(Buffer.from('SDINDEX\x02'), 'index/bad.idx')).toThrow(
+      /index index\/bad.idx: bad magic/,
+    );
+    expect(merger.finish()).toEqual([]);
   });
 });

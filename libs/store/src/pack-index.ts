@@ -94,11 +94,24 @@ export class IndexBuilder {
     this.#count++;
   }
 
+  /** Packs referred to. */
+  get packs(): number {
+    return this.#packs.size;
+  }
+
+  /** Size of the file {@link IndexBuilder.encode} would return now. */
+  get encodedBytes(): number {
+    return HEADER_BYTES + this.#packs.size * PACK_ID_BYTES + 4 + this.#count * ENTRY_BYTES;
+  }
+
+  /** True when `pack` is in the pack table already. */
+  hasPack(pack: string): boolean {
+    return this.#packs.has(pack);
+  }
+
   /** The index file. */
   encode(): Buffer {
-    const out = Buffer.allocUnsafe(
-      HEADER_BYTES + this.#packs.size * PACK_ID_BYTES + 4 + this.#count * ENTRY_BYTES,
-    );
+    const out = Buffer.allocUnsafe(this.encodedBytes);
     let pos = INDEX_MAGIC.copy(out);
     pos = out.writeUInt32BE(this.#packs.size, pos);
     for (const id of this.#packs.keys()) pos += Buffer.from(id, 'hex').copy(out, pos);
@@ -384,5 +397,63 @@ export class ObjectIndex {
     this.#stored = grow(this.#stored, (n) => new Uint32Array(n));
     this.#raw = grow(this.#raw, (n) => new Uint32Array(n));
     this.#codec = grow(this.#codec, (n) => new Uint8Array(n));
+  }
+}
+
+/**
+ * Merges index files into as few as possible (index compaction, compaction.ts): each object once,
+ * at the first location added (any copy of an object is valid), in files of at most `maxBytes`.
+ */
+export class IndexMerger {
+  readonly #maxBytes: number;
+  readonly #seen = new KeyTable();
+  readonly #files: Buffer[] = [];
+  #current = new IndexBuilder();
+  #duplicates = 0;
+
+  constructor(maxBytes: number) {
+    if (maxBytes < HEADER_BYTES + 4 + PACK_ID_BYTES + ENTRY_BYTES)
+      throw new Error(`index files of ${maxBytes} bytes hold no entry`);
+    this.#maxBytes = maxBytes;
+  }
+
+  /** Distinct objects added. */
+  get entries(): number {
+    return this.#seen.size;
+  }
+
+  /** Entries skipped because their object was added before. */
+  get duplicates(): number {
+    return this.#duplicates;
+  }
+
+  /** Adds the entries of an index file (validated; `source`, its key, is named in errors). */
+  add(data: Uint8Array, source: string): void {
+    readIndex(data, source, (hash, pack, offset, stored, raw, codec) => {
+      if (this.#seen.find(hash) >= 0) {
+        this.#duplicates++;
+        return;
+      }
+      this.#seen.push(hash);
+      const grows = ENTRY_BYTES + (this.#current.hasPack(pack) ? 0 : PACK_ID_BYTES);
+      if (this.#current.length > 0 && this.#current.encodedBytes + grows > this.#maxBytes) {
+        this.#files.push(this.#current.encode());
+        this.#current = new IndexBuilder();
+      }
+      this.#current.add(hash, pack, offset, stored, raw, codec);
+    });
+  }
+
+  /** The merged index files filled since the last call (they can be written while more are added). */
+  takeFull(): Buffer[] {
+    return this.#files.splice(0);
+  }
+
+  /** The merged index files not taken yet, the last one partly filled (none when nothing was added). */
+  finish(): Buffer[] {
+    const files = this.takeFull();
+    if (this.#current.length > 0) files.push(this.#current.encode());
+    this.#current = new IndexBuilder();
+    return files;
   }
 }

@@ -34,6 +34,7 @@ import { openLayer, openLayerBlocks, readFile, type LayerBlock } from './layer-r
 import { mapLimited } from './map-limited.ts';
 import { blobKey, FORMAT_KEY, imageKey, layerBlobKey, layerKey, PREFIX, referenceKey } from './layout.ts';
 import { sharedLimiter, type Limiter } from './limiter.ts';
+import { compactIndex, type CompactOptions, type CompactResult } from './compaction.ts';
 import { CHUNK_SIZE, ObjectStore, PACK_TARGET } from './objects.ts';
 import {
   decodeImageRecord,
@@ -478,6 +479,16 @@ export class Store {
       this.listBlobs(options),
     ]);
     return { layers, layerBlobs, images, references, blobs };
+  }
+
+  /**
+   * Merges the index files older than `minAgeMs` into a few large ones and deletes them, so that
+   * processes opening the store load a few files instead of one per import (compaction.ts). Safe
+   * while other processes import and read; two compactions at once: one may stop with
+   * IndexCompactionConflictError, having changed nothing.
+   */
+  async compactIndex(options: CompactOptions = {}): Promise<CompactResult> {
+    return compactIndex(this.#objects, options);
   }
 
   /** Syncs and releases the backend (the shared limiter stays). */

@@ -5,14 +5,13 @@
 import { digestOf, parseDiffID, parseMediaType, parseReference, type Digest } from '@stevedore/oci';
 import '@stevedore/testing';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { setImmediate as turn } from 'node:timers/promises';
 import { buffer } from 'node:stream/consumers';
 import { gzipSync, zstdCompressSync } from 'node:zlib';
-import { afterAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import {
   CorruptObjectError,
   DigestMismatchError,
@@ -42,70 +41,8 @@ import {
   TEXT,
   tarStreamEntries,
 } from './fixtures.ts';
+import { BACKENDS, keys, tempDir, trackStore } from './backends.ts';
 import { entry, header, tarOf } from './tar-builder.ts';
-
-const tempDirs: string[] = [];
-const stores: Store[] = [];
-afterAll(async () => {
-  await Promise.all(stores.map((s) => s.close()));
-  await Promise.all(tempDirs.map((d) => rm(d, { recursive: true, force: true })));
-});
-
-async function tempDir(prefix: string): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), prefix));
-  tempDirs.push(d);
-  return d;
-}
-
-interface BackendCase {
-  readonly name: string;
-  /** A fresh, empty store location; `open` opens a store on it (call twice: two "processes"). */
-  location(): Promise<(policy?: BlobPolicy) => Promise<Store>>;
-}
-
-const BACKENDS: BackendCase[] = [
-  {
-    name: 'directory',
-    async location() {
-      const path = await tempDir('stevedore-store-');
-      return async (blobPolicy) => {
-        const s = await openStore({ backend: { kind: 'directory', path }, blobPolicy });
-        stores.push(s);
-        return s;
-      };
-    },
-  },
-  {
-    name: 's3',
-    location() {
-      const s3 = inject('stack').s3;
-      const prefix = `store-test-${randomUUID()}`;
-      return Promise.resolve(async (blobPolicy?: BlobPolicy) => {
-        const s = await openStore({
-          backend: {
-            kind: 's3',
-            bucket: s3.bucket,
-            prefix,
-            endpoint: s3.endpoint,
-            region: s3.region,
-            forcePathStyle: s3.forcePathStyle,
-            credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
-          },
-          blobPolicy,
-        });
-        stores.push(s);
-        return s;
-      });
-    },
-  },
-];
-
-/** Every key in the store with its size, sorted. */
-async function keys(store: Store): Promise<string[]> {
-  const out: string[] = [];
-  for await (const o of listAll(store.backend, '')) out.push(`${o.key} ${o.size}`);
-  return out;
-}
 
 async function totalBytes(store: Store): Promise<number> {
   let n = 0;
@@ -732,7 +669,7 @@ describe('S3 checksum modes', () => {
           responseChecksumValidation: mode,
         },
       });
-      stores.push(store);
+      trackStore(store);
       const big = Buffer.concat([BIG, BIG, TEXT]); // over 8 MiB: a multipart upload
       const before = snapshotStats(store.stats);
       await store.backend.put('x/stream', chunked(big));
@@ -748,7 +685,7 @@ describe('directory backend', () => {
   it('leaves no temporary files behind after failed imports', async () => {
     const path = await tempDir('stevedore-store-');
     const store = await openStore({ backend: { kind: 'directory', path } });
-    stores.push(store);
+    trackStore(store);
     const tar = await packTar(randomFiles(9000, 200, 100 * KiB));
     await expect(store.importLayer(chunked(tar.subarray(0, tar.length - 5000)))).rejects.toThrow(
       MalformedTarError,

@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { IDeployment } from 'kubernetes-models/apps/v1';
 import type { IHorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2';
+import type { ICronJob } from 'kubernetes-models/batch/v1';
 import type { IPodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import type { IContainer, IProbe, IService } from 'kubernetes-models/v1';
 import type { IScaledObject } from '@kubernetes-models/keda/keda.sh/v1alpha1';
@@ -32,7 +33,8 @@ import { kustomize, type K8sObject } from './kustomize.ts';
 import { labelValues } from './promql.ts';
 import { MiB, parseQuantity } from './quantity.ts';
 import { INFRA_DIR, listOverlays, OVERLAYS_DIR, REPO_ROOT } from './repo.ts';
-import { appOfCommand, SDK_ENV, SERVICES, type ServiceSpec } from './services.ts';
+import { appOfCommand, SCHEDULED, SDK_ENV, SERVICES, type ServiceSpec } from './services.ts';
+import type { Schema } from '@stevedore/config';
 
 /** What each overlay must contain. A new overlay fails the first test until it is added here. */
 const OVERLAYS: Readonly<
@@ -98,10 +100,32 @@ function appContainers(objects: readonly K8sObject[]): AppContainer[] {
     workload.podSpec.containers.flatMap((container) => {
       const app = appOfCommand(container.command);
       const service = app === undefined ? undefined : SERVICES[app];
-      if (app === undefined) return [];
+      if (app === undefined || app === 'cli') return []; // cli: scheduled commands (scheduledContainers)
       if (service === undefined)
         throw new Error(`container ${container.name} runs apps/${app}, which no test knows`);
       return [{ app, service, container, workload }];
+    }),
+  );
+}
+
+interface ScheduledContainer {
+  /** The CLI command it runs (`compact`). */
+  readonly command: string;
+  readonly schema: Schema;
+  readonly container: IContainer;
+  readonly workload: Workload;
+}
+
+/** Containers that run a command of the CLI (`node apps/cli/src/main.ts COMMAND`). */
+function scheduledContainers(objects: readonly K8sObject[]): ScheduledContainer[] {
+  return workloads(objects).flatMap((workload) =>
+    workload.podSpec.containers.flatMap((container) => {
+      if (appOfCommand(container.command) !== 'cli') return [];
+      const command = container.args?.[0] ?? '';
+      const spec = SCHEDULED[command];
+      if (spec === undefined)
+        throw new Error(`container ${container.name} runs the CLI's "${command}", which no test knows`);
+      return [{ command, schema: spec.schema, container, workload }];
     }),
   );
 }
@@ -177,8 +201,11 @@ describe.each(Object.keys(OVERLAYS))('overlay %s', (overlay) => {
     // Whatever else runs the stevedore image must be one of the services.
     for (const workload of workloads(objects)) {
       for (const container of allContainers(workload)) {
-        if (container.image === image)
-          expect(appOfCommand(container.command), label(workload, container)).toBeDefined();
+        if (container.image !== image) continue;
+        const app = appOfCommand(container.command);
+        expect(app, label(workload, container)).toBeDefined();
+        if (app === 'cli')
+          expect(SCHEDULED[container.args?.[0] ?? ''], label(workload, container)).toBeDefined();
       }
     }
   });
@@ -283,23 +310,28 @@ describe.each(Object.keys(OVERLAYS))('overlay %s', (overlay) => {
 
   it('sets only variables the config schemas know, every required one, and secrets from Secrets', () => {
     const objects = objectsOf(overlay);
-    for (const { service, container, workload } of appContainers(objects)) {
+    const checked = [
+      ...appContainers(objects).map((a) => ({ ...a, schema: a.service.schema })),
+      ...scheduledContainers(objects),
+    ];
+    expect(checked.length).toBeGreaterThan(Object.keys(SERVICES).length);
+    for (const { schema, container, workload } of checked) {
       const where = label(workload, container);
       const env = containerEnv(container, objects);
       const names = env.map((e) => e.name);
-      const known = new Set([...Object.keys(service.schema), ...SDK_ENV]);
+      const known = new Set([...Object.keys(schema), ...SDK_ENV]);
       expect(
         names.filter((n) => !known.has(n)),
         `${where}: variables no schema knows`,
       ).toEqual([]);
-      const required = Object.entries(service.schema)
+      const required = Object.entries(schema)
         .filter(([, f]) => f.required)
         .map(([n]) => n);
       expect(
         required.filter((n) => !names.includes(n)),
         `${where}: required variables not set`,
       ).toEqual([]);
-      const localDefaults = Object.entries(service.schema)
+      const localDefaults = Object.entries(schema)
         .filter(([, f]) => isLocalDefault(f.fallback?.()))
         .map(([n]) => n);
       expect(
@@ -307,7 +339,7 @@ describe.each(Object.keys(OVERLAYS))('overlay %s', (overlay) => {
         `${where}: variables whose defaults only work on a developer machine`,
       ).toEqual([]);
       const secretNames = new Set([
-        ...Object.entries(service.schema)
+        ...Object.entries(schema)
           .filter(([, f]) => f.secret)
           .map(([n]) => n),
         ...SDK_ENV,
@@ -316,6 +348,26 @@ describe.each(Object.keys(OVERLAYS))('overlay %s', (overlay) => {
         if (secretNames.has(entry.name))
           expect(entry.source.kind, `${where} ${entry.name} source`).toBe('Secret');
       }
+    }
+  });
+
+  it('runs the store maintenance the CLI has as CronJobs, one run at a time, never restarted in place', () => {
+    const objects = objectsOf(overlay);
+    const scheduled = scheduledContainers(objects);
+    expect(scheduled.map((s) => s.command).sort()).toEqual(Object.keys(SCHEDULED).sort());
+    const cli = readFileSync(join(REPO_ROOT, 'apps', 'cli', 'src', 'main.ts'), 'utf8');
+    for (const { command, container, workload } of scheduled) {
+      const where = label(workload, container);
+      expect(cli, `${where}: the CLI has no "${command}" command`).toContain(`case '${command}':`);
+      expect(workload.object.kind, where).toBe('CronJob');
+      const spec = (workload.object as unknown as { spec: ICronJob['spec'] }).spec;
+      expect(spec?.schedule, where).toMatch(/^(\S+ ){4}\S+$/);
+      expect(spec?.concurrencyPolicy, where).toBe('Forbid');
+      expect(spec?.jobTemplate.spec?.activeDeadlineSeconds, where).toBeGreaterThan(0);
+      expect(workload.podSpec.restartPolicy, where).toBe('Never');
+      const mount = container.volumeMounts?.find((m) => m.mountPath === '/tmp');
+      const volume = workload.podSpec.volumes?.find((v) => v.name === mount?.name);
+      expect(volume?.emptyDir?.sizeLimit, `${where} /tmp emptyDir`).toBeDefined();
     }
   });
 

@@ -29,6 +29,14 @@ export const SERVICES: Readonly<Record<string, ServiceSpec>> = {
  */
 export const SDK_ENV: readonly string[] = ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY'];
 
+/**
+ * Commands of the CLI (`node apps/cli/src/main.ts` with the command as its first argument) that
+ * CronJobs run, with the schema the command parses: store maintenance reads the workers'.
+ */
+export const SCHEDULED: Readonly<Record<string, { readonly schema: Schema }>> = {
+  compact: { schema: WORKER_ENV },
+};
+
 /** The app a container runs (`['node', 'apps/api/src/main.ts']` → `api`), if it runs one. */
 export function appOfCommand(command: readonly string[] | undefined): string | undefined {
   if (command?.[0] !== 'node' || command.length !== 2) return undefined;

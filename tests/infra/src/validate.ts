@@ -7,7 +7,7 @@
 import { ScaledObject, type IScaledObject } from '@kubernetes-models/keda/keda.sh/v1alpha1';
 import { Deployment, StatefulSet, type IDeployment, type IStatefulSet } from 'kubernetes-models/apps/v1';
 import { HorizontalPodAutoscaler, type IHorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2';
-import { Job, type IJob } from 'kubernetes-models/batch/v1';
+import { CronJob, Job, type ICronJob, type IJob } from 'kubernetes-models/batch/v1';
 import { Ingress, type IIngress } from 'kubernetes-models/networking.k8s.io/v1';
 import { PodDisruptionBudget, type IPodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import {
@@ -39,6 +39,7 @@ const VALIDATORS: Readonly<Record<string, Validator>> = {
   'apps/v1/Deployment': (o) => new Deployment(o as IDeployment).validate(),
   'apps/v1/StatefulSet': (o) => new StatefulSet(o as IStatefulSet).validate(),
   'batch/v1/Job': (o) => new Job(o as IJob).validate(),
+  'batch/v1/CronJob': (o) => new CronJob(o as ICronJob).validate(),
   'policy/v1/PodDisruptionBudget': (o) => new PodDisruptionBudget(o as IPodDisruptionBudget).validate(),
   'autoscaling/v2/HorizontalPodAutoscaler': (o) =>
     new HorizontalPodAutoscaler(o as IHorizontalPodAutoscaler).validate(),

@@ -9,7 +9,8 @@ import type { ImageRecord, Store } from '@stevedore/store';
 
 const MB = 1000 * 1000;
 
-async function withStore<T>(use: (store: Store) => Promise<T>): Promise<T> {
+/** Runs `use` on the store the environment names, and closes it. */
+export async function withStore<T>(use: (store: Store) => Promise<T>): Promise<T> {
   const store = await openConfiguredStore(parseEnv(WORKER_ENV));
   try {
     return await use(store);
