@@ -4,7 +4,9 @@
  */
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
+import { buffer } from 'node:stream/consumers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { IndexCompactionConflictError } from '@stevedore/store';
 import { LockManager } from '@stevedore/lock';
 import { QUEUE_PREFIX, QUEUES, wakeWaiters } from '@stevedore/queue';
 import '@stevedore/testing';
@@ -79,6 +81,54 @@ describe.each<BackendKind>(['directory', 's3'])('pull pipeline, store on %s', (b
       }
     } finally {
       await store.close();
+    }
+  });
+
+  it('pulls while the store’s index files are compacted under the workers, again and again', async () => {
+    const { images, repos } = await pushImagesSharingABase(cluster, {
+      baseSeed: 61,
+      appSeeds: [62, 63, 64],
+      repoPrefix: `${backend}/compact`,
+    });
+    const store = await cluster.openStore();
+    const runs = { merging: 0, merged: 0, conflicts: 0 };
+    let pulling = true;
+    // Compactions back to back (every index file counts as old): the workers list, load and
+    // publish index files while files vanish under them.
+    const compacting = (async () => {
+      while (pulling) {
+        try {
+          const result = await store.compactIndex({ minAgeMs: 0 });
+          if (result.merged > 0) runs.merging++;
+          runs.merged += result.merged;
+        } catch (err) {
+          if (!(err instanceof IndexCompactionConflictError)) throw err;
+          runs.conflicts++;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    })();
+    try {
+      const done = await pullAllAtOnce(cluster, repos);
+      expect(done.map((s) => [s.state, s.failedReason])).toEqual(repos.map(() => ['completed', undefined]));
+    } finally {
+      pulling = false;
+      await compacting;
+    }
+    const last = await store.compactIndex({ minAgeMs: 0 });
+    await store.close();
+    expect(runs.merging + (last.merged > 0 ? 1 : 0), JSON.stringify(runs)).toBeGreaterThan(0);
+    // A process started now loads the merged files and rebuilds every layer of the images.
+    const fresh = await cluster.openStore();
+    try {
+      for (const image of images) {
+        for (const layer of image.layers) {
+          const tar = await buffer(await fresh.openLayer(layer.diffId));
+          expect(tar.length, layer.diffId).toBe(layer.uncompressedSize);
+        }
+      }
+    } finally {
+      await fresh.close();
     }
   });
 
