@@ -4,7 +4,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -104,17 +104,34 @@ describe('stevedore CLI', () => {
     const indexDir = join(env.STEVEDORE_STORE!, 'index');
     const before = (await readdir(indexDir)).sort();
     expect(before).toHaveLength(image.layers.length); // one index file per layer import
-    const result = await stevedore(['compact', '--min-age', '0s', '--json'], env);
+    // A crash leftover: a temporary file of a put that never finished.
+    const leftover = join(env.STEVEDORE_STORE!, '.tmp', 'interrupted-put');
+    await writeFile(leftover, 'partial');
+    const result = await stevedore(['compact', '--min-age', '0s', '--orphan-age', '0s', '--json'], env);
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
-    const summary = JSON.parse(result.stdout) as { merged: number; written: string[]; objects: number };
-    expect(summary).toMatchObject({ merged: before.length, written: [expect.stringMatching(/^index\//)] });
-    expect(summary.objects).toBeGreaterThan(0);
-    expect(await readdir(indexDir)).toEqual(summary.written.map((k) => k.slice('index/'.length)));
+    const summary = JSON.parse(result.stdout) as {
+      index: { merged: number; written: string[]; entries: number };
+      orphans: { packs: { count: number }; splitstreams: { count: number }; temporaries: { count: number } };
+    };
+    expect(summary.index).toMatchObject({
+      merged: before.length,
+      written: [expect.stringMatching(/^index\//)],
+    });
+    expect(summary.index.entries).toBeGreaterThan(0);
+    expect(summary.orphans).toMatchObject({
+      packs: { count: 0 },
+      splitstreams: { count: 0 },
+      temporaries: { count: 1 },
+    });
+    expect(await readdir(indexDir)).toEqual(summary.index.written.map((k) => k.slice('index/'.length)));
+    await expect(stat(leftover)).rejects.toThrow(/ENOENT/);
     const again = await stevedore(['compact'], env);
     expect(again).toMatchObject({
       code: 0,
-      stdout: 'Nothing to merge: 1 index file(s), fewer than two old enough.\n',
+      stdout:
+        'Index: nothing to merge (1 file(s), fewer than two old enough).\n' +
+        'Crash leftovers deleted: 0 pack(s) (0.0 MB), 0 splitstream(s) (0.0 MB), 0 temporary file(s) (0.0 MB).\n',
     });
     // A new process rebuilds every layer from its objects, found through the merged file (an
     // uncompressed export verifies each diffID).

@@ -95,7 +95,7 @@ async function measure(name: string, config: BackendConfig): Promise<void> {
       [
         `${name}: ${FILES} index files of ${OBJECTS} objects (load ${loadavg()[0]!.toFixed(1)})`,
         `  cold start before  ${b.toFixed(3)} s, ${before[0]!.gets} GETs (median of ${runs})`,
-        `  compaction         ${compactSeconds.toFixed(2)} s: ${result.merged} files (${(result.bytesBefore / 1e6).toFixed(1)} MB) into ${result.written.length} (${(result.bytesAfter / 1e6).toFixed(1)} MB), ${result.objects} objects`,
+        `  compaction         ${compactSeconds.toFixed(2)} s: ${result.merged} files (${(result.bytesBefore / 1e6).toFixed(1)} MB) into ${result.written.length} (${(result.bytesAfter / 1e6).toFixed(1)} MB), ${result.entries} entries`,
         `  cold start after   ${a.toFixed(3)} s, ${after[0]!.gets} GETs (median of ${runs}): ${(b / a).toFixed(1)}x faster`,
       ].join('\n'),
     );

@@ -2,11 +2,12 @@
  * Index compaction: every import publishes one index file, and a process that opens the store
  * loads them all (one GET each), so a store of many thousands of imports starts slowly. Compaction
  * merges the index files older than a minimum age into a few large ones, then deletes the inputs.
- * Packs are not touched: only where the index says objects are is rewritten, each object once.
+ * Packs are not touched: only the index files are rewritten, with every entry they held.
  * docs/store-format.md ("Index compaction") has the order of steps and why readers stay correct.
  *
  * 1. List the index files; the inputs are those named more than `minAgeMs` ago (at least two).
- * 2. Load and verify every input against its name, merging as they come (each object once).
+ * 2. Load and verify every input against its name, merging as they come (every entry kept, so
+ *    every pack stays listed: orphans.ts tells published packs from crash leftovers that way).
  * 3. Put the merged files, named after every listed index file (so every reader lists them), and
  *    sync them.
  * 4. Delete the inputs, and sync.
@@ -34,7 +35,7 @@ import { IndexMerger } from './pack-index.ts';
 export const DEFAULT_COMPACT_MIN_AGE_MS = INDEX_RELIST_WINDOW_MS;
 /**
  * Largest merged index file: one PUT everywhere (some S3 servers cap request bodies near 11 MiB),
- * about 170,000 objects. A reader loads a file whole.
+ * about 170,000 entries. A reader loads a file whole.
  */
 export const MERGED_INDEX_MAX_BYTES = 8 * 1024 * 1024;
 /** Inputs loaded at once. */
@@ -53,10 +54,8 @@ export interface CompactResult {
   readonly merged: number;
   /** The merged index files written. */
   readonly written: readonly string[];
-  /** Distinct objects in the merged files. */
-  readonly objects: number;
-  /** Entries dropped because an earlier input listed the same object. */
-  readonly duplicates: number;
+  /** Entries in the merged files (all of the inputs'). */
+  readonly entries: number;
   /** Bytes of the merged inputs, and of the files written in their place. */
   readonly bytesBefore: number;
   readonly bytesAfter: number;
@@ -89,8 +88,7 @@ export async function compactIndex(
     before: listed,
     merged: 0,
     written: [],
-    objects: 0,
-    duplicates: 0,
+    entries: 0,
     bytesBefore: 0,
     bytesAfter: 0,
   };
@@ -108,8 +106,7 @@ export async function compactIndex(
     written.push(key);
     bytesAfter += file.length;
   };
-  // Merged files are written as they fill, so memory holds one of them and the object hashes
-  // (about 50 bytes per object), not the whole index.
+  // Merged files are written as they fill, so memory holds one of them, not the whole index.
   const merger = new IndexMerger(MERGED_INDEX_MAX_BYTES);
   await mapLimited(inputs, LOAD_CONCURRENCY, async ({ key }) => {
     let bytes: Buffer;
@@ -142,8 +139,7 @@ export async function compactIndex(
     before: listed,
     merged: inputs.length,
     written,
-    objects: merger.entries,
-    duplicates: merger.duplicates,
+    entries: merger.entries,
     bytesBefore: inputs.reduce((n, i) => n + i.size, 0),
     bytesAfter,
   };

@@ -23,6 +23,12 @@ export {
   type CompactOptions,
   type CompactResult,
 } from './compaction.ts';
+export {
+  DEFAULT_ORPHAN_MIN_AGE_MS,
+  type Removed,
+  type RemoveOrphansOptions,
+  type RemoveOrphansResult,
+} from './orphans.ts';
 export type { LayerBlock } from './layer-reader.ts';
 export { INLINE_MAX } from './import.ts';
 export { mapLimited } from './map-limited.ts';

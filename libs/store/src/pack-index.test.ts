@@ -5,6 +5,7 @@ import {
   decodeIndex,
   encodeIndex,
   IndexMerger,
+  indexPacks,
   KeyTable,
   ObjectIndex,
   type IndexEntry,
@@ -170,27 +171,28 @@ describe('IndexMerger', () => {
     codec: 'zstd',
   });
 
-  it('keeps each object once, at its first location, in files of at most maxBytes', () => {
+  it('keeps every entry, duplicates too, in files of at most maxBytes', () => {
     const first = encodeIndex([at(1, packA, 0), at(2, packA, 10), at(3, packB, 0)]);
-    // Objects 2 and 3 again, elsewhere (a concurrent import stored them too), and one new object.
-    const second = encodeIndex([at(2, packB, 10), at(3, packA, 20), at(4, packB, 30)]);
+    // Object 2 again, in pack C only (a concurrent import stored it too): C stays listed.
+    const packC = 'cc'.repeat(16);
+    const second = encodeIndex([at(2, packC, 10), at(4, packB, 30)]);
     // Room for two entries and two packs per file (8 + 4 + 2 * 16 + 4 + 2 * 49), so a third entry
-    // starts the next file: objects 1 and 2 (one pack), then 3 and 4 (another).
+    // starts the next file.
     const merger = new IndexMerger(146);
     merger.add(first, 'index/1.idx');
+    expect(merger.takeFull()).toHaveLength(1); // objects 1 and 2, filled when 3 came
     merger.add(second, 'index/2.idx');
-    expect(merger.entries).toBe(4);
-    expect(merger.duplicates).toBe(2);
+    expect(merger.entries).toBe(5);
     const files = merger.finish();
-    expect(files.map((f) => f.length)).toEqual([130, 130]);
-    expect(files.map((f) => decodeIndex(f, 'merged').length)).toEqual([2, 2]);
-    const merged = files.flatMap((f) => decodeIndex(f, 'merged'));
-    expect(merged.map((e) => [Buffer.from(e.hash).toString('hex'), e.pack, e.offset])).toEqual([
-      [hashOf(1).toString('hex'), packA, 0],
-      [hashOf(2).toString('hex'), packA, 10],
+    expect(files).toHaveLength(2); // 3 and 2 (packs B and C), then 4
+    expect(files.map((f) => indexPacks(f, 'merged'))).toEqual([[packB, packC], [packB]]);
+    const entries = files.flatMap((f) => decodeIndex(f, 'merged'));
+    expect(entries.map((e) => [Buffer.from(e.hash).toString('hex'), e.pack, e.offset])).toEqual([
       [hashOf(3).toString('hex'), packB, 0],
+      [hashOf(2).toString('hex'), packC, 10],
       [hashOf(4).toString('hex'), packB, 30],
     ]);
+    expect(merger.finish()).toEqual([]);
   });
 
   it('names a bad input, and gives nothing for no input', () => {

@@ -401,46 +401,39 @@ export class ObjectIndex {
 }
 
 /**
- * Merges index files into as few as possible (index compaction, compaction.ts): each object once,
- * at the first location added (any copy of an object is valid), in files of at most `maxBytes`.
+ * Merges index files into as few as possible (index compaction, compaction.ts), in files of at
+ * most `maxBytes`. Every entry is kept, duplicates too (two imports that stored one object): a
+ * pack stays listed by an index file as long as it exists, which is what tells a published pack
+ * from one a crashed import left behind (orphans.ts). Readers keep an object's first location.
  */
 export class IndexMerger {
   readonly #maxBytes: number;
-  readonly #seen = new KeyTable();
   readonly #files: Buffer[] = [];
   #current = new IndexBuilder();
-  #duplicates = 0;
+  #entries = 0;
 
   constructor(maxBytes: number) {
-    if (maxBytes < HEADER_BYTES + 4 + PACK_ID_BYTES + ENTRY_BYTES)
+    if (maxBytes < HEADER_BYTES + 4 + PACK_ID_BYTES + ENTRY_BYTES) {
       throw new Error(`index files of ${maxBytes} bytes hold no entry`);
+    }
     this.#maxBytes = maxBytes;
   }
 
-  /** Distinct objects added. */
+  /** Entries added. */
   get entries(): number {
-    return this.#seen.size;
-  }
-
-  /** Entries skipped because their object was added before. */
-  get duplicates(): number {
-    return this.#duplicates;
+    return this.#entries;
   }
 
   /** Adds the entries of an index file (validated; `source`, its key, is named in errors). */
   add(data: Uint8Array, source: string): void {
     readIndex(data, source, (hash, pack, offset, stored, raw, codec) => {
-      if (this.#seen.find(hash) >= 0) {
-        this.#duplicates++;
-        return;
-      }
-      this.#seen.push(hash);
       const grows = ENTRY_BYTES + (this.#current.hasPack(pack) ? 0 : PACK_ID_BYTES);
       if (this.#current.length > 0 && this.#current.encodedBytes + grows > this.#maxBytes) {
         this.#files.push(this.#current.encode());
         this.#current = new IndexBuilder();
       }
       this.#current.add(hash, pack, offset, stored, raw, codec);
+      this.#entries++;
     });
   }
 
@@ -456,4 +449,9 @@ export class IndexMerger {
     this.#current = new IndexBuilder();
     return files;
   }
+}
+
+/** The pack ids an index file lists (validated framing; `source`, its key, is named in errors). */
+export function indexPacks(data: Uint8Array, source: string): readonly string[] {
+  return indexLayout(data, source).packs;
 }

@@ -35,6 +35,7 @@ import { mapLimited } from './map-limited.ts';
 import { blobKey, FORMAT_KEY, imageKey, layerBlobKey, layerKey, PREFIX, referenceKey } from './layout.ts';
 import { sharedLimiter, type Limiter } from './limiter.ts';
 import { compactIndex, type CompactOptions, type CompactResult } from './compaction.ts';
+import { removeOrphans, type RemoveOrphansOptions, type RemoveOrphansResult } from './orphans.ts';
 import { CHUNK_SIZE, ObjectStore, PACK_TARGET } from './objects.ts';
 import {
   decodeImageRecord,
@@ -489,6 +490,22 @@ export class Store {
    */
   async compactIndex(options: CompactOptions = {}): Promise<CompactResult> {
     return compactIndex(this.#objects, options);
+  }
+
+  /**
+   * Deletes what crashed imports and puts left behind, once older than `minAgeMs` (default a day;
+   * it must exceed the longest import): packs no index file lists, splitstreams no layer record
+   * names, the backend's temporary files (orphans.ts). Safe while other processes import and read.
+   */
+  async removeOrphans(options: RemoveOrphansOptions = {}): Promise<RemoveOrphansResult> {
+    return removeOrphans(
+      {
+        backend: this.backend,
+        limiter: this.limiter,
+        listLayers: (signal) => this.listLayers({ signal }),
+      },
+      options,
+    );
   }
 
   /** Syncs and releases the backend (the shared limiter stays). */

@@ -73,9 +73,9 @@ describe.each(BACKENDS)('index compaction on $name', (backend) => {
     expect(before).toHaveLength(5);
 
     const result = await writer.compactIndex(ALL);
-    expect(result).toMatchObject({ before: 5, merged: 5, duplicates: 0 });
+    expect(result).toMatchObject({ before: 5, merged: 5 });
     // 4 shared files stored once, by the first import, and 6 of each layer's own.
-    expect(result.objects).toBe(4 + 5 * 6);
+    expect(result.entries).toBe(4 + 5 * 6);
     expect(result.written).toHaveLength(1);
     expect(result.bytesAfter).toBeLessThan(result.bytesBefore);
     const after = await indexKeys(writer);

@@ -68,6 +68,7 @@ describe.each(BACKENDS)('store on $name', (backend) => {
   describe('backend contract', () => {
     it('puts bytes and streams, reads ranges, lists in key order with a cursor, deletes idempotently', async () => {
       const { backend: b } = await freshStore();
+      const started = Date.now();
       await b.put('x/b', Buffer.from('bytes'));
       await b.put('x/a-z', chunked(TEXT, 1000));
       await b.put('x/a/c', Buffer.alloc(0));
@@ -101,7 +102,14 @@ describe.each(BACKENDS)('store on $name', (backend) => {
       const first = await b.list('x/', { limit: 2 });
       expect(first.objects.map((o) => o.key)).toEqual(['x/a-z', 'x/a/c']);
       const second = await b.list('x/', { after: first.cursor, limit: 2 });
-      expect(second).toEqual({ objects: [{ key: 'x/b', size: 5 }], cursor: undefined });
+      // With when it was written (S3's LastModified has whole seconds).
+      expect(second).toEqual({
+        objects: [{ key: 'x/b', size: 5, modified: expect.any(Number) as number }],
+        cursor: undefined,
+      });
+      const modified = second.objects[0]!.modified!;
+      expect(modified).toBeGreaterThan(started - 2000);
+      expect(modified).toBeLessThanOrEqual(Date.now());
       expect((await b.list('x/a', {})).objects.map((o) => o.key)).toEqual(['x/a-z', 'x/a/c']);
       await b.delete('x/b');
       await b.delete('x/b');

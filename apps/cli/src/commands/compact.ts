@@ -1,9 +1,10 @@
 /**
- * `stevedore compact [--min-age DURATION] [--json]`: merges the store's index files (one per
- * import) into a few, so that processes opening the store load a few files instead of thousands.
- * Safe while workers pull and export; see docs/store-format.md ("Index compaction").
+ * `stevedore compact [--min-age DURATION] [--orphan-age DURATION] [--json]`: store maintenance.
+ * Merges the index files (one per import) into a few, so that processes opening the store load a
+ * few files instead of thousands, then deletes what crashed imports left behind. Safe while
+ * workers pull and export; see docs/store-format.md ("Index compaction", "Crash leftovers").
  */
-import type { CompactResult } from '@stevedore/store';
+import type { CompactResult, RemoveOrphansResult } from '@stevedore/store';
 import { withStore } from './images.ts';
 
 const UNIT_MS: Readonly<Record<string, number>> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -15,24 +16,36 @@ export function parseDuration(text: string): number | undefined {
 }
 
 const MB = 1000 * 1000;
+const mb = (bytes: number): string => `${(bytes / MB).toFixed(1)} MB`;
 
 export function describeCompaction(r: CompactResult): string {
-  if (r.merged === 0) return `Nothing to merge: ${r.before} index file(s), fewer than two old enough.\n`;
-  const left = r.before - r.merged;
+  if (r.merged === 0) return `Index: nothing to merge (${r.before} file(s), fewer than two old enough).\n`;
   return (
-    `Merged ${r.merged} index files (${(r.bytesBefore / MB).toFixed(1)} MB) into ${r.written.length} ` +
-    `(${(r.bytesAfter / MB).toFixed(1)} MB): ${r.objects} objects, ${r.duplicates} duplicate entries dropped; ` +
-    `${left} newer file(s) left as they are.\n`
+    `Index: merged ${r.merged} files (${mb(r.bytesBefore)}) into ${r.written.length} (${mb(r.bytesAfter)}), ` +
+    `${r.entries} entries; ${r.before - r.merged} newer file(s) left as they are.\n`
+  );
+}
+
+export function describeOrphans(r: RemoveOrphansResult): string {
+  return (
+    `Crash leftovers deleted: ${r.packs.count} pack(s) (${mb(r.packs.bytes)}), ` +
+    `${r.splitstreams.count} splitstream(s) (${mb(r.splitstreams.bytes)}), ` +
+    `${r.temporaries.count} temporary file(s) (${mb(r.temporaries.bytes)}).\n`
   );
 }
 
 export async function compactCommand(
-  options: { minAgeMs?: number; json: boolean },
+  options: { minAgeMs?: number; orphanAgeMs?: number; json: boolean },
   out: NodeJS.WritableStream = process.stdout,
 ): Promise<number> {
   return withStore(async (store) => {
-    const result = await store.compactIndex({ minAgeMs: options.minAgeMs });
-    out.write(options.json ? `${JSON.stringify(result)}\n` : describeCompaction(result));
+    const index = await store.compactIndex({ minAgeMs: options.minAgeMs });
+    const orphans = await store.removeOrphans({ minAgeMs: options.orphanAgeMs });
+    out.write(
+      options.json
+        ? `${JSON.stringify({ index, orphans })}\n`
+        : describeCompaction(index) + describeOrphans(orphans),
+    );
     return 0;
   });
 }

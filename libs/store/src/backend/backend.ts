@@ -54,6 +54,8 @@ export function diffStats(after: BackendStats, before: BackendStats): BackendSta
 export interface ObjectInfo {
   readonly key: string;
   readonly size: number;
+  /** When the object was written (ms since the epoch), where `list` reports it (both backends do). */
+  readonly modified?: number;
 }
 
 /** A byte range: `length` bytes from `offset`. */
@@ -112,6 +114,13 @@ export interface Backend {
   delete(key: string, options?: { signal?: AbortSignal }): Promise<void>;
   sync(): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Removes what puts interrupted by a crash left where no key shows it (a directory's temporary
+   * files), if older than `olderThanMs`; returns how many and their bytes. Backends with nothing of
+   * the kind leave it out (S3: an interrupted multipart upload is aborted by the bucket's lifecycle
+   * rule, infra/README.md).
+   */
+  removeStaleTemporaries?(olderThanMs: number): Promise<{ count: number; bytes: number }>;
   /**
    * A view of `length` bytes of `buffer` (allocated with `length + DIRECT_WRITE_SLACK` bytes) that
    * {@link Backend.put} writes without the page cache, or undefined where the backend cannot. For

@@ -296,9 +296,29 @@ export class DirectoryBackend implements Backend {
           if (isErrno(err, 'ENOENT')) return undefined; // deleted while listing
           throw err;
         });
-        if (s !== undefined) yield { key, size: s.size };
+        if (s !== undefined) yield { key, size: s.size, modified: s.mtimeMs };
       }
     }
+  }
+
+  /** Temporary files of puts a crash interrupted (a put removes its own otherwise). */
+  async removeStaleTemporaries(olderThanMs: number): Promise<{ count: number; bytes: number }> {
+    const dir = join(this.root, TMP_DIR);
+    const cutoff = Date.now() - olderThanMs;
+    let count = 0;
+    let bytes = 0;
+    for (const name of await readdir(dir)) {
+      const path = join(dir, name);
+      const s = await stat(path).catch((err: unknown) => {
+        if (isErrno(err, 'ENOENT')) return undefined; // its put finished meanwhile
+        throw err;
+      });
+      if (s === undefined || !s.isFile() || s.mtimeMs >= cutoff) continue;
+      await rm(path, { force: true });
+      count++;
+      bytes += s.size;
+    }
+    return { count, bytes };
   }
 
   async delete(key: string): Promise<void> {

@@ -260,6 +260,7 @@ export class S3Backend implements Backend {
       const objects = (out.Contents ?? []).map((o) => ({
         key: (o.Key ?? '').slice(this.#prefix.length),
         size: o.Size ?? 0,
+        modified: o.LastModified?.getTime(),
       }));
       const last = objects.at(-1);
       return { objects, cursor: out.IsTruncated === true && last !== undefined ? last.key : undefined };
