@@ -9,10 +9,8 @@
  * S3 is the local fauxqs server (s3-server.ts, a child process) unless STEVEDORE_BENCH_S3_ENDPOINT
  * names another (with STEVEDORE_BENCH_S3_BUCKET and _REGION, credentials from the environment).
  */
-import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { digestHex, digestOf } from '@stevedore/oci/spec';
 import {
@@ -25,7 +23,7 @@ import {
 } from '../src/index.ts';
 import { indexKey } from '../src/layout.ts';
 import { IndexBuilder } from '../src/pack-index.ts';
-import { startS3 } from './s3-child.ts';
+import { benchBackend } from './bench-backend.ts';
 
 const { values } = parseArgs({
   options: {
@@ -105,33 +103,12 @@ async function measure(name: string, config: BackendConfig): Promise<void> {
 }
 
 for (const name of BACKENDS) {
-  if (name === 'directory') {
-    const path = await mkdtemp(join(tmpdir(), 'stevedore-bench-index-'));
-    try {
-      await measure(name, { kind: 'directory', path });
-    } finally {
-      await rm(path, { recursive: true, force: true });
-    }
-  } else if (name === 's3') {
-    const bucket = process.env.STEVEDORE_BENCH_S3_BUCKET ?? 'bench';
-    const external = process.env.STEVEDORE_BENCH_S3_ENDPOINT;
-    const server = external === undefined ? await startS3(bucket) : undefined;
-    try {
-      await measure(name, {
-        kind: 's3',
-        bucket,
-        prefix: `bench-${randomUUID()}`,
-        endpoint: external ?? server!.endpoint,
-        region: process.env.STEVEDORE_BENCH_S3_REGION ?? 'us-east-1',
-        forcePathStyle: true,
-        ...(external === undefined
-          ? { credentials: { accessKeyId: 'bench', secretAccessKey: 'bench' } }
-          : {}),
-      });
-    } finally {
-      server?.stop();
-    }
-  } else {
+  if (name !== 'directory' && name !== 's3')
     throw new Error(`--backend: expected directory, s3 or both, got ${name}`);
+  const { config, cleanup } = await benchBackend(name);
+  try {
+    await measure(name, config);
+  } finally {
+    await cleanup();
   }
 }

@@ -28,7 +28,7 @@
  *          --workers N   --memory MiB (the store's Limiter; default one worker per core, 16 MiB)
  *          --input reused|fresh (how the tar is read, above; default reused)
  */
-import { createCipheriv, randomUUID } from 'node:crypto';
+import { createCipheriv } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { createReadStream, createWriteStream, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, open, rm } from 'node:fs/promises';
@@ -50,7 +50,7 @@ import {
   type Store,
 } from '../src/index.ts';
 import { compileCacheEnv, DEFAULT_MEMORY_BYTES, STREAM_CHUNK_BYTES } from '../src/limiter.ts';
-import { startS3 } from './s3-child.ts';
+import { benchBackend } from './bench-backend.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -405,7 +405,11 @@ async function main(): Promise<void> {
     ...(values.memory === undefined ? {} : { memoryBytes: Number(values.memory) * MiB }),
   };
   const datasets = values.dataset === 'both' ? (['a', 'b'] as const) : ([values.dataset] as ('a' | 'b')[]);
-  const backends = values.backend === 'both' ? ['directory', 's3'] : [values.backend];
+  const backends = (values.backend === 'both' ? ['directory', 's3'] : [values.backend]).map((b) => {
+    if (b !== 'directory' && b !== 's3')
+      throw new Error(`--backend: expected directory, s3 or both, got ${b}`);
+    return b;
+  });
 
   // The inputs, written once before any measurement (and so in the page cache).
   const inputDir = await mkdtemp(join(tmpdir(), 'stevedore-bench-input-'));
@@ -434,7 +438,7 @@ async function main(): Promise<void> {
 }
 
 async function measureAll(
-  backends: readonly string[],
+  backends: readonly ('directory' | 's3')[],
   datasets: readonly ('a' | 'b')[],
   files: number,
   limiter: LimiterOptions,
@@ -443,29 +447,7 @@ async function measureAll(
 ): Promise<void> {
   for (const name of backends) {
     for (const dataset of datasets) {
-      let backend: BackendConfig;
-      let cleanup: () => Promise<void>;
-      if (name === 'directory') {
-        const path = await mkdtemp(join(tmpdir(), 'stevedore-bench-'));
-        backend = { kind: 'directory', path };
-        cleanup = () => rm(path, { recursive: true, force: true });
-      } else {
-        const bucket = process.env.STEVEDORE_BENCH_S3_BUCKET ?? 'bench';
-        const external = process.env.STEVEDORE_BENCH_S3_ENDPOINT;
-        const server = external === undefined ? await startS3(bucket) : undefined;
-        backend = {
-          kind: 's3',
-          bucket,
-          prefix: `bench-${randomUUID()}`,
-          endpoint: external ?? server!.endpoint,
-          region: process.env.STEVEDORE_BENCH_S3_REGION ?? 'us-east-1',
-          forcePathStyle: true,
-          ...(external === undefined
-            ? { credentials: { accessKeyId: 'bench', secretAccessKey: 'bench' } }
-            : {}),
-        };
-        cleanup = () => Promise.resolve(server?.stop());
-      }
+      const { config: backend, cleanup } = await benchBackend(name);
       try {
         const label = dataset === 'a' ? `synthetic ${files} x 200 KiB` : 'tar of /usr/share';
         const task: Omit<ChildTask, 'mode'> =

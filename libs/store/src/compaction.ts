@@ -21,10 +21,10 @@
  */
 import { digestHex, digestOf } from '@stevedore/oci/spec';
 import { listAll } from './backend/backend.ts';
-import { CorruptObjectError, ObjectNotFoundError } from './errors.ts';
+import { ObjectNotFoundError } from './errors.ts';
 import { INDEX_RELIST_WINDOW_MS, indexKey, parseIndexKey, PREFIX } from './layout.ts';
 import { mapLimited } from './map-limited.ts';
-import type { ObjectStore } from './objects.ts';
+import { verifyIndexFile, type ObjectStore } from './objects.ts';
 import { IndexMerger } from './pack-index.ts';
 
 /**
@@ -119,13 +119,7 @@ export async function compactIndex(
         { cause: err },
       );
     }
-    const actual = digestHex(digestOf(bytes));
-    if (actual !== parseIndexKey(key)!.hashHex) {
-      throw new CorruptObjectError(
-        key,
-        `content hashes to sha256:${actual} (compaction stopped; nothing deleted)`,
-      );
-    }
+    verifyIndexFile(key, bytes); // a corrupt input stops the compaction before anything is deleted
     merger.add(bytes, key);
     for (const file of merger.takeFull()) await write(file);
   });

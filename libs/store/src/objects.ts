@@ -83,44 +83,22 @@ export class ObjectStore {
     return this.#refreshing;
   }
 
-  /**
-   * An index file listed but gone when it is read was merged by a compaction (compaction.ts),
-   * which wrote the merged file first, named after every file it listed: listing again finds it.
-   */
   async #refresh(signal?: AbortSignal): Promise<void> {
-    for (let pass = 1; ; pass++) {
-      const fresh: string[] = [];
-      const after = this.#newest === 0 ? undefined : indexListCursor(this.#newest);
-      for await (const { key } of listAll(this.backend, PREFIX.index, { signal, after })) {
-        if (!this.#loaded.has(key) && parseIndexKey(key) !== undefined) fresh.push(key);
-      }
-      let vanished: ObjectNotFoundError | undefined;
-      await mapLimited(fresh, INDEX_LOAD_CONCURRENCY, async (key) => {
-        try {
-          const bytes = await this.limiter.io.run(() => this.backend.getBytes(key, { signal }), signal);
-          this.addIndexFile(key, bytes);
-        } catch (err) {
-          if (!(err instanceof ObjectNotFoundError)) throw err;
-          vanished = err;
-        }
-      });
-      if (vanished === undefined) return;
-      if (pass === INDEX_LIST_PASSES) {
-        throw new ObjectNotFoundError(
-          vanished.key,
-          `index file ${vanished.key} was deleted between listing and reading, ${pass} times in a row`,
-          { cause: vanished },
-        );
-      }
-    }
+    await loadIndexFiles(
+      this.backend,
+      this.limiter,
+      {
+        after: () => (this.#newest === 0 ? undefined : indexListCursor(this.#newest)),
+        loaded: (key) => this.#loaded.has(key),
+        signal,
+      },
+      (key, bytes) => this.addIndexFile(key, bytes),
+    );
   }
 
   /** Verifies an index file against the hash in its key and adds its entries. */
   addIndexFile(key: string, bytes: Uint8Array): void {
-    const parsed = parseIndexKey(key);
-    if (parsed === undefined) throw new Error(`not an index key: ${key}`);
-    const actual = digestHex(digestOf(bytes));
-    if (actual !== parsed.hashHex) throw new CorruptObjectError(key, `content hashes to sha256:${actual}`);
+    const parsed = verifyIndexFile(key, bytes);
     this.index.addIndexFile(bytes, key);
     this.#loaded.add(key);
     this.#newest = Math.max(this.#newest, parsed.timeMs);
@@ -420,5 +398,56 @@ export class ObjectWriter {
     this.#flushing.add(write);
     // Also surfaces through finish().
     write.catch(this.#fail);
+  }
+}
+
+/** Verifies an index file against the hash in its key (CorruptObjectError naming the key). */
+export function verifyIndexFile(key: string, bytes: Uint8Array): { timeMs: number } {
+  const parsed = parseIndexKey(key);
+  if (parsed === undefined) throw new Error(`not an index key: ${key}`);
+  const actual = digestHex(digestOf(bytes));
+  if (actual !== parsed.hashHex) throw new CorruptObjectError(key, `content hashes to sha256:${actual}`);
+  return parsed;
+}
+
+/**
+ * Lists the index files (after `after()`, re-evaluated per listing; those `loaded` says are not
+ * listed) and hands each one's bytes to `add`, at most {@link INDEX_LOAD_CONCURRENCY} read at
+ * once. An index file listed but gone when it is read was merged by a compaction
+ * (compaction.ts), which wrote the merged files first, named after every file it listed: listing
+ * again finds them. Three listings in a row that lose a file fail, naming it.
+ */
+export async function loadIndexFiles(
+  backend: Backend,
+  limiter: Limiter,
+  options: { after: () => string | undefined; loaded: (key: string) => boolean; signal?: AbortSignal },
+  add: (key: string, bytes: Buffer) => void,
+): Promise<void> {
+  const { signal } = options;
+  for (let pass = 1; ; pass++) {
+    const fresh: string[] = [];
+    for await (const { key } of listAll(backend, PREFIX.index, { signal, after: options.after() })) {
+      if (!options.loaded(key) && parseIndexKey(key) !== undefined) fresh.push(key);
+    }
+    let vanished: ObjectNotFoundError | undefined;
+    await mapLimited(fresh, INDEX_LOAD_CONCURRENCY, async (key) => {
+      let bytes: Buffer;
+      try {
+        bytes = await limiter.io.run(() => backend.getBytes(key, { signal }), signal);
+      } catch (err) {
+        if (!(err instanceof ObjectNotFoundError)) throw err;
+        vanished = err;
+        return;
+      }
+      add(key, bytes);
+    });
+    if (vanished === undefined) return;
+    if (pass === INDEX_LIST_PASSES) {
+      throw new ObjectNotFoundError(
+        vanished.key,
+        `index file ${vanished.key} was deleted between listing and reading, ${pass} times in a row`,
+        { cause: vanished },
+      );
+    }
   }
 }

@@ -4,25 +4,23 @@
  * refer to them, and a failed import that lived removes its own. A put killed mid-way leaves a
  * temporary file on a directory store. {@link removeOrphans} deletes them once they are older than
  * a minimum age, which must exceed the longest import: an import in progress has packs no index
- * file lists yet. docs/store-format.md ("Crash leftovers").
+ * file lists yet. A corrupt index file stops it before anything is deleted. docs/store-format.md
+ * ("Crash leftovers").
  *
  * Every pack a finished import published stays listed by an index file: compaction keeps every
  * entry (compaction.ts). So "no index file lists it" means "never published".
  */
-import { digestHex, digestOf } from '@stevedore/oci/spec';
 import { listAll, type Backend, type ObjectInfo } from './backend/backend.ts';
-import { CorruptObjectError, ObjectNotFoundError } from './errors.ts';
-import { parseIndexKey, PREFIX } from './layout.ts';
+import { PREFIX } from './layout.ts';
 import type { Limiter } from './limiter.ts';
 import { mapLimited } from './map-limited.ts';
+import { loadIndexFiles, verifyIndexFile } from './objects.ts';
 import { indexPacks } from './pack-index.ts';
 import type { LayerRecord } from './records.ts';
 
 /** Leftovers younger than this stay (an import that takes longer would lose its packs). */
 export const DEFAULT_ORPHAN_MIN_AGE_MS = 24 * 60 * 60 * 1000;
 const CONCURRENCY = 8;
-/** Listings of the index files at most, while compactions delete files under them. */
-const INDEX_LIST_PASSES = 3;
 
 export interface RemoveOrphansOptions {
   /** Leftovers written at least this long ago are deleted (default {@link DEFAULT_ORPHAN_MIN_AGE_MS}). */
@@ -100,42 +98,19 @@ function packIdOf(key: string): string {
   return m?.[1] ?? key;
 }
 
-/**
- * Every pack id any index file lists. An index file that vanishes between the listing and its read
- * was merged by a compaction into files named after it: listing again finds them.
- */
+/** Every pack id any index file lists (verified against their names). */
 async function packsListed(backend: Backend, limiter: Limiter, signal?: AbortSignal): Promise<Set<string>> {
   const packs = new Set<string>();
   const loaded = new Set<string>();
-  for (let pass = 1; ; pass++) {
-    const keys: string[] = [];
-    for await (const { key } of listAll(backend, PREFIX.index, { signal })) {
-      if (!loaded.has(key) && parseIndexKey(key) !== undefined) keys.push(key);
-    }
-    let vanished: ObjectNotFoundError | undefined;
-    await mapLimited(keys, CONCURRENCY, async (key) => {
-      let bytes: Buffer;
-      try {
-        bytes = await limiter.io.run(() => backend.getBytes(key, { signal }), signal);
-      } catch (err) {
-        if (!(err instanceof ObjectNotFoundError)) throw err;
-        vanished = err;
-        return;
-      }
-      const actual = digestHex(digestOf(bytes));
-      if (actual !== parseIndexKey(key)!.hashHex) {
-        throw new CorruptObjectError(key, `content hashes to sha256:${actual} (no leftover was deleted)`);
-      }
+  await loadIndexFiles(
+    backend,
+    limiter,
+    { after: () => undefined, loaded: (key) => loaded.has(key), signal },
+    (key, bytes) => {
+      verifyIndexFile(key, bytes);
       for (const id of indexPacks(bytes, key)) packs.add(id);
       loaded.add(key);
-    });
-    if (vanished === undefined) return packs;
-    if (pass === INDEX_LIST_PASSES) {
-      throw new ObjectNotFoundError(
-        vanished.key,
-        `index file ${vanished.key} was deleted between listing and reading, ${pass} times in a row; no leftover was deleted`,
-        { cause: vanished },
-      );
-    }
-  }
+    },
+  );
+  return packs;
 }
