@@ -68,7 +68,10 @@ export async function removeOrphans(
   // refers only to younger packs and splitstreams (imports finish within the minimum age).
   const oldPacks = await old(PREFIX.packs);
   const listedPacks = oldPacks.length === 0 ? new Set<string>() : await packsListed(backend, limiter, signal);
-  const packs = oldPacks.filter((o) => !listedPacks.has(packIdOf(o.key)));
+  const packs = oldPacks.filter((o) => {
+    const id = packIdOf(o.key);
+    return id !== undefined && !listedPacks.has(id);
+  });
 
   const oldSplitstreams = await old(PREFIX.splitstreams);
   const named =
@@ -92,10 +95,9 @@ export async function removeOrphans(
   return result;
 }
 
-/** `packs/<id>.pack` → `<id>`; other keys (none are expected there) → the key, which no index lists. */
-function packIdOf(key: string): string {
-  const m = /^packs\/([0-9a-f]+)\.pack$/.exec(key);
-  return m?.[1] ?? key;
+/** `packs/<id>.pack` → `<id>`; undefined for any other key (not the store's: left alone). */
+function packIdOf(key: string): string | undefined {
+  return /^packs\/([0-9a-f]{32})\.pack$/.exec(key)?.[1];
 }
 
 /** Every pack id any index file lists (verified against their names). */

@@ -94,11 +94,6 @@ export class IndexBuilder {
     this.#count++;
   }
 
-  /** Packs referred to. */
-  get packs(): number {
-    return this.#packs.size;
-  }
-
   /** Size of the file {@link IndexBuilder.encode} would return now. */
   get encodedBytes(): number {
     return HEADER_BYTES + this.#packs.size * PACK_ID_BYTES + 4 + this.#count * ENTRY_BYTES;
