@@ -50,7 +50,13 @@ export async function writeArchiveFile(
     await rename(temporary, resolve(path));
     return result;
   } catch (err) {
+    // Closed before the file is removed: a writer destroyed while still opening its file creates
+    // it afterwards (its open completes before its destroy runs).
+    const closed = out.closed
+      ? undefined
+      : new Promise<void>((resolve) => out.once('close', () => resolve()));
     out.destroy();
+    await closed;
     await rm(temporary, { force: true });
     throw err;
   }

@@ -137,7 +137,21 @@ async function openMember(store: ExportStore, member: LayerMember, signal: Abort
   }
   // Errors of any stage end up in `guard`, which the writer reads (or has failed the export on).
   pipelineCallback([...stages, guard], () => {});
+  stagesOf.set(guard, stages);
   return guard;
+}
+
+/** The stages behind each stream {@link openMember} returns: a layer's blocks go back once they close. */
+const stagesOf = new WeakMap<Readable, readonly (Readable | Transform)[]>();
+
+/** Destroys `stream` and the stages behind it; resolves once every one of them has closed. */
+function destroyMember(stream: Readable, err: Error): Promise<void> {
+  const all = [...(stagesOf.get(stream) ?? []), stream];
+  const closed = all
+    .filter((s) => !s.closed)
+    .map((s) => new Promise<void>((resolve) => s.once('close', () => resolve())));
+  for (const s of all) s.destroy(err);
+  return Promise.all(closed).then(() => undefined);
 }
 
 /**
@@ -183,14 +197,19 @@ class Prefetcher {
     return this.#started[i]!;
   }
 
-  /** Destroys every opened stream (after a failure). */
-  destroyAll(err: Error): void {
-    for (const p of this.#started) {
-      p.then(
-        (s) => s.destroy(err),
-        () => undefined,
-      );
-    }
+  /**
+   * Destroys every opened stream (after a failure); resolves once all have closed, that is once
+   * each layer has given its blocks back to the pool (a rebuilt layer closes after its cleanup).
+   */
+  async destroyAll(err: Error): Promise<void> {
+    await Promise.all(
+      this.#started.map((p) =>
+        p.then(
+          (s) => destroyMember(s, err),
+          () => undefined,
+        ),
+      ),
+    );
   }
 }
 
@@ -280,6 +299,7 @@ export async function writeArchive(
   const signal =
     options.signal === undefined ? controller.signal : AbortSignal.any([controller.signal, options.signal]);
   let failure: Error | undefined;
+  let layersClosed: Promise<void> | undefined;
   const pack = tarPack();
   const layers = plan.members.filter((m) => m.kind === 'layer');
   const fail = (err: unknown): void => {
@@ -288,7 +308,7 @@ export async function writeArchive(
     failure = options.signal?.aborted === true ? asError(options.signal.reason) : asError(err);
     controller.abort(failure);
     pack.destroy(failure);
-    prefetcher.destroyAll(failure);
+    layersClosed = prefetcher.destroyAll(failure);
   };
   const prefetcher = new Prefetcher(
     layers,
@@ -318,6 +338,8 @@ export async function writeArchive(
   await Promise.all([feed().catch(fail), pipeline(stages, { signal }).catch(fail)]);
   if (failure !== undefined) {
     out.destroy(failure);
+    // Every block back in the pool before the caller hears of the failure.
+    await layersClosed;
     await meter.hasher.discard().catch(() => undefined);
     throw failure;
   }
@@ -355,11 +377,12 @@ async function writeTarLent(
   const lentOut = new Set<Promise<void>>();
   let written = 0;
   let failure: Error | undefined;
+  let layersClosed: Promise<void> | undefined;
   const fail = (err: unknown): void => {
     if (failure !== undefined) return;
     failure = options.signal?.aborted === true ? asError(options.signal.reason) : asError(err);
     controller.abort(failure);
-    prefetcher.destroyAll(failure);
+    layersClosed = prefetcher.destroyAll(failure);
   };
   const lent = (m: LayerMember): boolean => m.source.kind === 'tar';
   const layers = plan.members.filter((m) => m.kind === 'layer');
@@ -443,6 +466,7 @@ async function writeTarLent(
   if (failure !== undefined) {
     out.destroy(failure);
     await Promise.allSettled(lentOut);
+    await layersClosed;
     await hasher.discard().catch(() => undefined);
     throw failure;
   }
