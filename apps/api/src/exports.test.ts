@@ -5,10 +5,10 @@
  */
 import { createHash } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { Job, Queue, QueueEvents } from 'bullmq';
+import { Job, Queue, QueueEvents, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseReference, RegistryClient } from '@stevedore/oci';
@@ -256,6 +256,124 @@ describe('export jobs', () => {
     const counts = await queue.getJobCounts('completed', 'waiting', 'active');
     expect([counts.completed, counts.waiting, counts.active]).toEqual([1, 0, 0]);
     await queue.close();
+  });
+
+  it('DELETE removes a stored export and its job; the same request then writes it again', async () => {
+    const request = { refs: [APP], format: 'docker', compression: 'gzip' };
+    const queue = new Queue(QUEUES.export, { connection: api.workerRedis, prefix: QUEUE_PREFIX });
+    const run = async (): Promise<{ id: string; digest: string }> => {
+      const created = await post('/v1/exports', request);
+      expect(created.status).toBe(202);
+      const { id } = (await created.json()) as { id: string };
+      await (await Job.fromId(queue, id))!.waitUntilFinished(events);
+      const archive = await api.request(`/v1/exports/${id}/archive`);
+      expect(archive.status).toBe(200);
+      return { id, digest: sha256(Buffer.from(await archive.arrayBuffer())) };
+    };
+    const first = await run();
+    const del = (): Promise<Response> => api.request(`/v1/exports/${first.id}`, { method: 'DELETE' });
+    expect((await del()).status).toBe(204);
+    expect(await queue.getJob(first.id)).toBeUndefined();
+    expect(await api.store.backend.head(`exports/${first.id}.tar`)).toBeUndefined();
+    expect(await api.store.backend.head(`exports/${first.id}.json`)).toBeUndefined();
+    for (const path of [`/v1/exports/${first.id}`, `/v1/exports/${first.id}/archive`]) {
+      expect((await api.request(path)).status).toBe(404);
+    }
+    const gone = await del();
+    expect(gone.status).toBe(404);
+    expect(await gone.json()).toEqual({ error: `no export with id "${first.id}"` });
+
+    // Requested again: a new job writes the same archive.
+    const second = await run();
+    expect(second).toEqual(first);
+    // Expired from the store while its completed job is still kept (what `stevedore compact`
+    // does): the request runs the job again instead of answering with an archive that is gone.
+    await rm(join(api.storeDir, 'exports', `${first.id}.json`));
+    await rm(join(api.storeDir, 'exports', `${first.id}.tar`));
+    for (const path of [`/v1/exports/${first.id}`, `/v1/exports/${first.id}/archive`]) {
+      expect((await api.request(path)).status).toBe(404);
+    }
+    const third = await run();
+    expect(third).toEqual(first);
+    const result = (await (await api.request(`/v1/exports/${first.id}`)).json()) as {
+      result: { written: boolean };
+    };
+    expect(result.result.written).toBe(true);
+    await queue.close();
+  });
+
+  it('an export that failed runs again when requested again', async () => {
+    const image = await buildImageFromTrees([generateTree({ seed: 46, files: 5 })]);
+    const ref = 'registry.test/export/later:1';
+    await storeFixtureImage(api.store, image, ref);
+    const queue = new Queue(QUEUES.export, { connection: api.workerRedis, prefix: QUEUE_PREFIX });
+    const worker = host.workers.find((w) => w.name === QUEUES.export)!;
+    // Accepted while the image is complete; its layer record is gone by the time the job runs.
+    await worker.pause();
+    const created = await post('/v1/exports', { refs: [ref] });
+    expect(created.status).toBe(202);
+    const { id } = (await created.json()) as { id: string };
+    const diffHex = image.layers[0]!.diffId.slice('sha256:'.length);
+    await rm(join(api.storeDir, 'layers', 'sha256', `${diffHex}.json`));
+    worker.resume();
+    const job = (await Job.fromId(queue, id))!;
+    await expect(job.waitUntilFinished(events)).rejects.toThrow(
+      /: layer sha256:[0-9a-f]{64} is not in the store$/,
+    );
+    const failed = (await (await api.request(`/v1/exports/${id}`)).json()) as { state: string };
+    expect(failed.state).toBe('failed');
+
+    // The layer committed again (a pull would): the same request now succeeds.
+    await storeFixtureImage(api.store, image, ref);
+    const again = await post('/v1/exports', { refs: [ref] });
+    expect(((await again.json()) as { id: string }).id).toBe(id);
+    await (await Job.fromId(queue, id))!.waitUntilFinished(events);
+    const done = (await (await api.request(`/v1/exports/${id}`)).json()) as { state: string };
+    expect(done.state).toBe('completed');
+    expect((await api.request(`/v1/exports/${id}/archive`)).status).toBe(200);
+    await queue.close();
+  });
+
+  it('DELETE refuses an export a worker is writing (409), and deletes it once the job is done', async () => {
+    const queue = new Queue(QUEUES.export, { connection: api.workerRedis, prefix: QUEUE_PREFIX });
+    const ours = host.workers.find((w) => w.name === QUEUES.export)!;
+    await ours.pause();
+    // A worker that holds the job until told to finish (it writes nothing).
+    let finish!: () => void;
+    const finished = new Promise<void>((resolve) => (finish = resolve));
+    let started!: () => void;
+    const running = new Promise<void>((resolve) => (started = resolve));
+    const connection = new Redis(redisUrl(DB), { maxRetriesPerRequest: null });
+    const slow = new Worker(
+      QUEUES.export,
+      async () => {
+        started();
+        await finished;
+        return {};
+      },
+      { connection, prefix: QUEUE_PREFIX },
+    );
+    try {
+      const created = await post('/v1/exports', { refs: [APP], format: 'oci', compression: 'none' });
+      const { id } = (await created.json()) as { id: string };
+      await running;
+      const busy = await api.request(`/v1/exports/${id}`, { method: 'DELETE' });
+      expect(busy.status).toBe(409);
+      expect(await busy.json()).toEqual({
+        error: `export ${id} is being written: delete it once its job has finished`,
+      });
+      expect(await (await queue.getJob(id))!.getState()).toBe('active');
+      finish();
+      await (await Job.fromId(queue, id))!.waitUntilFinished(events);
+      expect((await api.request(`/v1/exports/${id}`, { method: 'DELETE' })).status).toBe(204);
+      expect(await queue.getJob(id)).toBeUndefined();
+    } finally {
+      finish();
+      await slow.close();
+      connection.disconnect();
+      ours.resume();
+      await queue.close();
+    }
   });
 
   it('refuses an export of an unknown reference before queueing it', async () => {

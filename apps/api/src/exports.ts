@@ -5,6 +5,7 @@
  *     POST /v1/exports             queue an export job; the hasher writes the archive into the store
  *     GET  /v1/exports/:id         the job's state, and where to fetch the archive when done
  *     GET  /v1/exports/:id/archive stream a stored export (verified against its record)
+ *     DELETE /v1/exports/:id       delete a stored export (record, then archive) and its job
  *
  * Everything that can be checked before the first byte is (unknown reference 404, image not fully
  * committed 409, bad request 400). Once the 200 is sent, a failure resets the connection: the
@@ -13,7 +14,7 @@
 import type { ServerResponse } from 'node:http';
 import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { Queue } from 'bullmq';
+import type { Job, Queue } from 'bullmq';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import {
   archiveSuffix,
@@ -24,6 +25,7 @@ import {
   isExportId,
   openStoredExport,
   parsePlatformChoice,
+  removeStoredExport,
   planExport,
   resolveTargets,
   UnknownReferenceError,
@@ -35,6 +37,7 @@ import {
   type LayerCompressionChoice,
 } from '@stevedore/export';
 import { InvalidPlatformError } from '@stevedore/oci';
+import { ObjectNotFoundError } from '@stevedore/store';
 import { exportPath } from '@stevedore/pipeline';
 import { JOBS, type ExportJob, type ExportResult } from '@stevedore/queue';
 import { routeSchema } from './openapi.ts';
@@ -200,6 +203,15 @@ async function stream(
 export function registerExportRoutes(app: FastifyInstance, deps: ExportRouteDeps): void {
   const { store, queue } = deps;
 
+  /** A kept job whose export has been deleted or has expired since it completed. */
+  async function deletedSince(job: Job): Promise<boolean> {
+    return (await job.getState()) === 'completed' && (await findStoredExport(store, job.id!)) === undefined;
+  }
+  /** A kept job that a new request replaces: it failed, or its export is gone. */
+  async function spent(job: Job): Promise<boolean> {
+    return (await job.getState()) === 'failed' || (await deletedSince(job));
+  }
+
   const request = (body: ExportBody) => ({
     format: body.format ?? 'docker',
     compression: body.compression ?? 'original',
@@ -288,6 +300,10 @@ export function registerExportRoutes(app: FastifyInstance, deps: ExportRouteDeps
         return reply.code(refused.status).send({ error: refused.message });
       }
       // The id derives from the content: the same request is the same job (or its stored result).
+      // A job that failed, or whose export has since been deleted or expired, is done with: the
+      // request runs it again.
+      const previous = await queue.getJob(data.exportId);
+      if (previous !== undefined && (await spent(previous))) await removeUnlessRunning(previous);
       await queue.add(JOBS.export, data, { jobId: data.exportId });
       return reply.code(202).send({ id: data.exportId, status: `/v1/exports/${data.exportId}` });
     },
@@ -306,7 +322,8 @@ export function registerExportRoutes(app: FastifyInstance, deps: ExportRouteDeps
     async (req, reply) => {
       const { id } = req.params;
       const job = isExportId(id) ? await queue.getJob(id) : undefined;
-      if (job !== undefined) {
+      // A completed job whose export has since been deleted or expired stands for nothing.
+      if (job !== undefined && !(await deletedSince(job))) {
         const state = await job.getState();
         return {
           id,
@@ -316,7 +333,7 @@ export function registerExportRoutes(app: FastifyInstance, deps: ExportRouteDeps
         };
       }
       // Completed jobs are removed after a day; the archive and its record stay in the store.
-      const record = isExportId(id) ? await findStoredExport(store, id) : undefined;
+      const record = isExportId(id) && job === undefined ? await findStoredExport(store, id) : undefined;
       if (record === undefined) return reply.code(404).send({ error: `no export with id "${id}"` });
       const result: ExportResult = {
         exportId: id,
@@ -328,6 +345,34 @@ export function registerExportRoutes(app: FastifyInstance, deps: ExportRouteDeps
         written: false,
       };
       return { id, state: 'completed', error: null, result };
+    },
+  );
+
+  app.delete<{ Params: { id: string } }>(
+    '/v1/exports/:id',
+    {
+      schema: routeSchema({
+        summary: 'Delete a stored export (its record, then its archive) and its finished job',
+        tags: ['exports'],
+        params: idParams,
+        response: { 204: { type: 'null', description: 'Deleted' }, 404: errorSchema, 409: errorSchema },
+      }),
+    },
+    async (req, reply) => {
+      const { id } = req.params;
+      if (!isExportId(id)) return reply.code(404).send({ error: `no export with id "${id}"` });
+      const job = await queue.getJob(id);
+      if (job !== undefined && !(await removeUnlessRunning(job))) {
+        return reply
+          .code(409)
+          .send({ error: `export ${id} is being written: delete it once its job has finished` });
+      }
+      const deleted = await removeStoredExport(store, id);
+      if (job === undefined && deleted.count === 0) {
+        return reply.code(404).send({ error: `no export with id "${id}"` });
+      }
+      req.log.info({ exportId: id, bytes: deleted.bytes }, 'export deleted');
+      return reply.code(204).send();
     },
   );
 
@@ -351,7 +396,14 @@ export function registerExportRoutes(app: FastifyInstance, deps: ExportRouteDeps
         return reply.code(404).send({ error: `no completed export with id "${id}" in the store` });
       }
       const signal = clientGone(reply);
-      const archive: Readable = await openStoredExport(store, record, signal);
+      let archive: Readable;
+      try {
+        archive = await openStoredExport(store, record, signal);
+      } catch (err) {
+        // Deleted between its record and now: gone, like an export without a record.
+        if (!(err instanceof ObjectNotFoundError)) throw err;
+        return reply.code(404).send({ error: `no completed export with id "${id}" in the store` });
+      }
       await stream(
         req,
         reply,
@@ -366,4 +418,20 @@ export function registerExportRoutes(app: FastifyInstance, deps: ExportRouteDeps
       return reply;
     },
   );
+}
+
+/**
+ * Removes a job from its queue unless a worker holds it (BullMQ refuses to remove a locked job).
+ * True when the job is gone (removed here or already), false when it is running.
+ */
+async function removeUnlessRunning(job: Job): Promise<boolean> {
+  if ((await job.getState()) === 'active') return false;
+  try {
+    await job.remove();
+    return true;
+  } catch (err) {
+    // Taken by a worker since the state was read.
+    if ((await job.getState()) === 'active') return false;
+    throw err;
+  }
 }

@@ -4,7 +4,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -107,12 +107,24 @@ describe('stevedore CLI', () => {
     // A crash leftover: a temporary file of a put that never finished.
     const leftover = join(env.STEVEDORE_STORE!, '.tmp', 'interrupted-put');
     await writeFile(leftover, 'partial');
+    // Stored exports (what export jobs write): one written eight days ago, one today.
+    const exportsDir = join(env.STEVEDORE_STORE!, 'exports');
+    await mkdir(exportsDir, { recursive: true });
+    const [old, fresh] = ['export-00000000000000aa', 'export-00000000000000bb'];
+    for (const id of [old, fresh]) {
+      await writeFile(join(exportsDir, `${id}.tar`), Buffer.alloc(4096));
+      await writeFile(join(exportsDir, `${id}.json`), '{}\n');
+    }
+    const eightDaysAgo = new Date(Date.now() - 8 * 86_400_000);
+    for (const file of [`${old}.tar`, `${old}.json`])
+      await utimes(join(exportsDir, file), eightDaysAgo, eightDaysAgo);
     const result = await stevedore(['compact', '--min-age', '0s', '--orphan-age', '0s', '--json'], env);
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     const summary = JSON.parse(result.stdout) as {
       index: { merged: number; written: string[]; entries: number };
       orphans: { packs: { count: number }; splitstreams: { count: number }; temporaries: { count: number } };
+      exports: unknown;
     };
     expect(summary.index).toMatchObject({
       merged: before.length,
@@ -126,13 +138,28 @@ describe('stevedore CLI', () => {
     });
     expect(await readdir(indexDir)).toEqual(summary.index.written.map((k) => k.slice('index/'.length)));
     await expect(stat(leftover)).rejects.toThrow(/ENOENT/);
+    // The default --export-age is a week: the old export goes, record and archive; the new one stays.
+    expect(summary.exports).toEqual({
+      expired: { count: 1, bytes: 4096 + 3 },
+      incomplete: { count: 0, bytes: 0 },
+      kept: 1,
+    });
+    expect((await readdir(exportsDir)).sort()).toEqual([`${fresh}.json`, `${fresh}.tar`]);
     const again = await stevedore(['compact'], env);
     expect(again).toMatchObject({
       code: 0,
       stdout:
         'Index: nothing to merge (1 file(s), fewer than two old enough).\n' +
-        'Crash leftovers deleted: 0 pack(s) (0.0 MB), 0 splitstream(s) (0.0 MB), 0 temporary file(s) (0.0 MB).\n',
+        'Crash leftovers deleted: 0 pack(s) (0.0 MB), 0 splitstream(s) (0.0 MB), 0 temporary file(s) (0.0 MB).\n' +
+        'Exports deleted: 0 expired (0.0 MB), 0 without a record (0.0 MB); 1 kept.\n',
     });
+    const kept = await stevedore(['compact', '--export-age', 'never'], env);
+    expect(kept.stdout).toMatch(/\nExports: kept \(--export-age never\)\.\n$/);
+    const expiring = await stevedore(['compact', '--export-age', '0s', '--json'], env);
+    expect(
+      (JSON.parse(expiring.stdout) as { exports: { expired: { count: number } } }).exports.expired.count,
+    ).toBe(1);
+    expect(await readdir(exportsDir)).toEqual([]);
     // A new process rebuilds every layer from its objects, found through the merged file (an
     // uncompressed export verifies each diffID).
     const archive = join(home, 'after-compact.tar');
@@ -196,6 +223,11 @@ describe('stevedore CLI', () => {
     expect(badAge.code).toBe(2);
     expect(badAge.stderr).toMatch(
       /^stevedore compact: --min-age: expected a duration like 30s, 10m, 2h or 7d, got "5 minutes"/,
+    );
+    const badExportAge = await stevedore(['compact', '--export-age', 'forever'], env);
+    expect(badExportAge.code).toBe(2);
+    expect(badExportAge.stderr).toMatch(
+      /^stevedore compact: --export-age: expected a duration like 30s, 10m, 2h or 7d \(or never\), got "forever"/,
     );
   });
 

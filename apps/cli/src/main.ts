@@ -20,7 +20,7 @@ commands:
   images          list the images in the store
   inspect REF     show an image: manifest, config, layers and what they take in the store
   rm REF...       remove references (the content stays until garbage collection)
-  compact         store maintenance: merge index files, delete crash leftovers
+  compact         store maintenance: merge index files, delete crash leftovers and old exports
   export REF...   write images as a docker or OCI archive (-o FILE, or -o - for stdout)
   worker ROLE     run pipeline workers: fetcher, hasher, committer or all
   api             run the HTTP API (with Bull Board at /admin/queues)
@@ -41,14 +41,18 @@ with the reason if the pull fails. --platform defaults to this machine's platfor
   inspect:
     'usage: stevedore inspect REF\n\nPrints an image as JSON: manifest, config, layers, and what each layer takes in the store.\n',
   rm: 'usage: stevedore rm REF...\n\nRemoves references. Exits 1 if one of them does not exist.\n',
-  compact: `usage: stevedore compact [--min-age DURATION] [--orphan-age DURATION] [--json]
+  compact: `usage: stevedore compact [--min-age DURATION] [--orphan-age DURATION]
+       [--export-age DURATION|never] [--json]
 
 Store maintenance, safe while workers pull and export (the Kubernetes base runs it daily):
   - merges the index files (one per import) older than --min-age (default 10m) into a few, so a
     process opening the store loads a few files instead of one per import;
   - deletes what crashed imports left behind once older than --orphan-age (default 24h; it must
     exceed the longest import): packs no index file lists, splitstreams no layer names, and a
-    directory store's temporary files.
+    directory store's temporary files;
+  - deletes the archives export jobs stored (POST /v1/exports) once older than --export-age
+    (default 7d; never: keep them), and archives an export job left without a record once older
+    than --orphan-age. An expired export requested again is written again.
 Durations: a number and s, m, h or d. Images, layers and their files are not touched.
 `,
   export: `usage: stevedore export REF... -o FILE|- [--format docker|oci]
@@ -98,6 +102,7 @@ const OPTIONS = {
   'archive-compression': { type: 'string' },
   'min-age': { type: 'string' },
   'orphan-age': { type: 'string' },
+  'export-age': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -152,14 +157,24 @@ async function main(argv: readonly string[]): Promise<number> {
       if (positionals.length > 0) return usageError(command, 'takes no arguments');
       const { compactCommand, parseDuration } = await import('./commands/compact.ts');
       const ages: Record<string, number | undefined> = {};
-      for (const flag of ['min-age', 'orphan-age'] as const) {
+      for (const flag of ['min-age', 'orphan-age', 'export-age'] as const) {
         const text = values[flag];
         if (text === undefined) continue;
-        ages[flag] = parseDuration(text);
-        if (ages[flag] === undefined)
-          return usageError(command, `--${flag}: expected a duration like 30s, 10m, 2h or 7d, got "${text}"`);
+        ages[flag] = flag === 'export-age' && text === 'never' ? Infinity : parseDuration(text);
+        if (ages[flag] === undefined) {
+          const also = flag === 'export-age' ? ' (or never)' : '';
+          return usageError(
+            command,
+            `--${flag}: expected a duration like 30s, 10m, 2h or 7d${also}, got "${text}"`,
+          );
+        }
       }
-      return compactCommand({ minAgeMs: ages['min-age'], orphanAgeMs: ages['orphan-age'], json });
+      return compactCommand({
+        minAgeMs: ages['min-age'],
+        orphanAgeMs: ages['orphan-age'],
+        exportAgeMs: ages['export-age'],
+        json,
+      });
     }
     case 'export': {
       if (positionals.length === 0) return usageError(command, 'expected at least one image reference');

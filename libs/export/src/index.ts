@@ -52,11 +52,15 @@ export {
 export { temporaryPathFor, writeArchiveFile } from './file.ts';
 export {
   EXPORTS_PREFIX,
+  expireStoredExports,
   exportId,
   exportToStore,
   findStoredExport,
   isExportId,
   openStoredExport,
+  removeStoredExport,
+  type ExpireExportsOptions,
+  type ExpireExportsResult,
   type PinnedExport,
   type StoredExportRecord,
 } from './stored.ts';

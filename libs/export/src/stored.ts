@@ -4,10 +4,20 @@
  *
  *     exports/<id>.tar[.gz|.zst]   the archive, streamed in (atomic: visible only once complete)
  *     exports/<id>.json            its record, published last
+ *
+ * A stored export is kept until it is deleted (DELETE /v1/exports/:id) or expires
+ * (`stevedore compact`, {@link expireStoredExports}); both delete the record first, so the export
+ * stops being visible before its archive goes.
  */
 import { PassThrough, pipeline, Transform, type Readable } from 'node:stream';
 import { Digester, digestOf, parseDigest, type Digest } from '@stevedore/oci/spec';
-import { CorruptObjectError, ObjectNotFoundError } from '@stevedore/store';
+import {
+  CorruptObjectError,
+  listAll,
+  ObjectNotFoundError,
+  type ObjectInfo,
+  type Removed,
+} from '@stevedore/store';
 import {
   archiveSuffix,
   parseArchiveCompression,
@@ -148,7 +158,14 @@ export async function exportToStore(
 ): Promise<StoredExportRecord & { written: boolean }> {
   if (!isExportId(id)) throw new Error(`invalid export id "${id}"`);
   const existing = await findStoredExport(store, id, options.signal);
-  if (existing !== undefined) return { ...existing, written: false };
+  if (existing !== undefined) {
+    if ((await store.backend.head(existing.key, { signal: options.signal })) !== undefined) {
+      return { ...existing, written: false };
+    }
+    // A record whose archive is gone (deleted between a listing and its record, by hand): the
+    // export is not there; written again below, archive then record.
+    await store.backend.delete(recordKey(id), { signal: options.signal });
+  }
   if (spec.refs.length !== spec.digests.length) {
     throw new Error(`export ${id}: ${spec.refs.length} references but ${spec.digests.length} digests`);
   }
@@ -226,4 +243,120 @@ export async function openStoredExport(
   // Errors of `raw` reach `check` (destroyed by pipeline) and whoever reads it.
   pipeline(raw, check, () => {});
   return check;
+}
+
+/** `exports/<id>.json` and `exports/<id>.tar[.gz|.zst]`; other keys under exports/ are not ours. */
+const STORED_KEY = /^exports\/(export-[0-9a-f]{16})\.(json|tar|tar\.gz|tar\.zst)$/;
+
+/** What the store holds of one export: its record (once published) and its archive(s). */
+interface StoredExportObjects {
+  record?: ObjectInfo;
+  readonly archives: ObjectInfo[];
+}
+
+async function listStoredExports(
+  store: Pick<ExportStore, 'backend'>,
+  signal?: AbortSignal,
+): Promise<Map<string, StoredExportObjects>> {
+  const found = new Map<string, StoredExportObjects>();
+  for await (const info of listAll(store.backend, EXPORTS_PREFIX, signal === undefined ? {} : { signal })) {
+    const m = STORED_KEY.exec(info.key);
+    if (m === null) continue;
+    let objects = found.get(m[1]!);
+    if (objects === undefined) found.set(m[1]!, (objects = { archives: [] }));
+    if (m[2] === 'json') objects.record = info;
+    else objects.archives.push(info);
+  }
+  return found;
+}
+
+/**
+ * Deletes export `id`: its record first (from then on the export is not there: a status asks the
+ * queue, a download answers 404, a new request writes it again), then its archive. Returns what
+ * was deleted; `count` is 0 when the store held nothing of it.
+ */
+export async function removeStoredExport(
+  store: Pick<ExportStore, 'backend'>,
+  id: string,
+  signal?: AbortSignal,
+): Promise<Removed> {
+  if (!isExportId(id)) throw new Error(`invalid export id "${id}"`);
+  const objects: StoredExportObjects = { archives: [] };
+  for (const suffix of ['.json', '.tar', '.tar.gz', '.tar.zst']) {
+    const info = await store.backend.head(`${EXPORTS_PREFIX}${id}${suffix}`, { signal });
+    if (info === undefined) continue;
+    if (suffix === '.json') objects.record = info;
+    else objects.archives.push(info);
+  }
+  return deleteExportObjects(store, objects, signal);
+}
+
+async function deleteExportObjects(
+  store: Pick<ExportStore, 'backend'>,
+  objects: StoredExportObjects,
+  signal?: AbortSignal,
+): Promise<Removed> {
+  const all = objects.record === undefined ? objects.archives : [objects.record, ...objects.archives];
+  if (objects.record !== undefined) {
+    await store.backend.delete(objects.record.key, { signal });
+    // On a directory the deletion must be durable before the archive's: never an archive-less record.
+    await store.backend.sync();
+  }
+  for (const archive of objects.archives) await store.backend.delete(archive.key, { signal });
+  if (objects.archives.length > 0) await store.backend.sync();
+  return { count: all.length === 0 ? 0 : 1, bytes: all.reduce((n, o) => n + o.size, 0) };
+}
+
+export interface ExpireExportsOptions {
+  /** Published exports whose record was written longer ago than this are deleted. */
+  readonly olderThanMs: number;
+  /**
+   * Archives without a record (an export job that died between the two writes, or one that was
+   * deleted halfway) are deleted once older than this; it must be longer than the longest export.
+   */
+  readonly incompleteOlderThanMs: number;
+  readonly now?: number;
+  readonly signal?: AbortSignal;
+}
+
+export interface ExpireExportsResult {
+  /** Published exports deleted (record and archive), with their bytes. */
+  readonly expired: Removed;
+  /** Archives without a record deleted. */
+  readonly incomplete: Removed;
+  /** Published exports kept (younger than the limit). */
+  readonly kept: number;
+}
+
+/**
+ * Deletes the stored exports older than `olderThanMs` (by the time their record was written) and
+ * the record-less archives older than `incompleteOlderThanMs`. An export requested again after
+ * it expired is written again by its job. Objects whose time the backend does not report are kept.
+ */
+export async function expireStoredExports(
+  store: Pick<ExportStore, 'backend'>,
+  options: ExpireExportsOptions,
+): Promise<ExpireExportsResult> {
+  const now = options.now ?? Date.now();
+  const older = (info: ObjectInfo, ms: number): boolean =>
+    info.modified !== undefined && now - info.modified >= ms;
+  const expired = { count: 0, bytes: 0 };
+  const incomplete = { count: 0, bytes: 0 };
+  let kept = 0;
+  for (const objects of (await listStoredExports(store, options.signal)).values()) {
+    const { record } = objects;
+    let total: Removed | undefined;
+    if (record !== undefined) {
+      if (older(record, options.olderThanMs))
+        total = await deleteExportObjects(store, objects, options.signal);
+      else kept += 1;
+    } else if (objects.archives.every((a) => older(a, options.incompleteOlderThanMs))) {
+      total = await deleteExportObjects(store, objects, options.signal);
+    }
+    if (total === undefined) continue;
+    const into = record === undefined ? incomplete : expired;
+    into.count += total.count;
+    into.bytes += total.bytes;
+  }
+  return { expired, incomplete, kept };
 }

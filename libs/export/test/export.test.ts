@@ -31,6 +31,7 @@ import {
 } from '@stevedore/testing';
 import {
   ExportRequestError,
+  expireStoredExports,
   exportId,
   exportToStore,
   findStoredExport,
@@ -40,6 +41,7 @@ import {
   UnknownReferenceError,
   planExport,
   recipeOf,
+  removeStoredExport,
   writeArchive,
   writeArchiveFile,
   type ExportFormat,
@@ -664,6 +666,76 @@ describe('exports into the store (export jobs)', () => {
         const sink = new MemorySink();
         await writeArchive(store, plan, sink);
         expect(sink.bytes.equals(stored)).toBe(true);
+      } finally {
+        await target.close();
+      }
+    },
+  );
+
+  it.each(['directory', 's3'] as const)(
+    'deletes stored exports on %s: record first, by age, and a deleted export is written again',
+    async (kind) => {
+      const target = kind === 'directory' ? await openTestStore() : await s3Store();
+      try {
+        const { store } = target;
+        await storeFixtureImage(store, app, 'registry.test/app:1');
+        const pinned = (format: ExportFormat): PinnedExport => ({
+          refs: ['registry.test/app:1'],
+          digests: [app.manifest.descriptor.digest],
+          format,
+          compression: 'none',
+          archiveCompression: 'none',
+        });
+        const docker = await exportToStore(store, exportId(pinned('docker')), pinned('docker'));
+        const oci = await exportToStore(store, exportId(pinned('oci')), pinned('oci'));
+        // An export job that died between its archive and its record, and a key that is not an export's.
+        const stray = 'exports/export-00000000000000ff.tar.zst';
+        await store.backend.put(stray, Buffer.alloc(1000, 1));
+        await store.backend.put('exports/notes.txt', Buffer.from('kept\n'));
+        const keys = async (): Promise<string[]> =>
+          (await store.backend.list('exports/')).objects.map((o) => o.key).sort();
+        const DAY = 86_400_000;
+
+        // Young: nothing goes.
+        const young = await expireStoredExports(store, { olderThanMs: 7 * DAY, incompleteOlderThanMs: DAY });
+        expect(young).toEqual({
+          expired: { count: 0, bytes: 0 },
+          incomplete: { count: 0, bytes: 0 },
+          kept: 2,
+        });
+        expect(await keys()).toHaveLength(6);
+
+        // Deleting one by id: its record and archive go, nothing else; a second delete finds nothing.
+        const removed = await removeStoredExport(store, docker.id);
+        expect(removed.count).toBe(1);
+        expect(removed.bytes).toBeGreaterThan(docker.size);
+        expect(await findStoredExport(store, docker.id)).toBeUndefined();
+        expect(await removeStoredExport(store, docker.id)).toEqual({ count: 0, bytes: 0 });
+        expect(await keys()).toEqual(
+          [`exports/${oci.id}.json`, `exports/${oci.id}.tar`, 'exports/notes.txt', stray].sort(),
+        );
+
+        // Eight days on: the OCI export has expired, the stray archive too; other keys stay.
+        const later = await expireStoredExports(store, {
+          olderThanMs: 7 * DAY,
+          incompleteOlderThanMs: DAY,
+          now: Date.now() + 8 * DAY,
+        });
+        expect(later.expired.count).toBe(1);
+        expect(later.expired.bytes).toBeGreaterThan(oci.size);
+        expect(later.incomplete).toEqual({ count: 1, bytes: 1000 });
+        expect(later.kept).toBe(0);
+        expect(await keys()).toEqual(['exports/notes.txt']);
+
+        // Requested again, an expired export is written again, to the same bytes.
+        const again = await exportToStore(store, oci.id, pinned('oci'));
+        expect(again.written).toBe(true);
+        expect(again.digest).toBe(oci.digest);
+        // A record whose archive is gone is no export: the job writes it again.
+        await store.backend.delete(again.key);
+        const healed = await exportToStore(store, oci.id, pinned('oci'));
+        expect(healed.written).toBe(true);
+        expect((await store.backend.head(again.key))?.size).toBe(oci.size);
       } finally {
         await target.close();
       }

@@ -1,11 +1,17 @@
 /**
- * `stevedore compact [--min-age DURATION] [--orphan-age DURATION] [--json]`: store maintenance.
- * Merges the index files (one per import) into a few, so that processes opening the store load a
- * few files instead of thousands, then deletes what crashed imports left behind. Safe while
- * workers pull and export; see docs/store-format.md ("Index compaction", "Crash leftovers").
+ * `stevedore compact [--min-age DURATION] [--orphan-age DURATION] [--export-age DURATION|never]
+ * [--json]`: store maintenance. Merges the index files (one per import) into a few, so that
+ * processes opening the store load a few files instead of thousands, deletes what crashed imports
+ * left behind, and deletes stored exports once they are old. Safe while workers pull and export;
+ * see docs/store-format.md ("Index compaction", "Crash leftovers") and docs/export.md ("Export
+ * jobs").
  */
-import type { CompactResult, RemoveOrphansResult } from '@stevedore/store';
+import { expireStoredExports, type ExpireExportsResult } from '@stevedore/export';
+import { DEFAULT_ORPHAN_MIN_AGE_MS, type CompactResult, type RemoveOrphansResult } from '@stevedore/store';
 import { withStore } from './images.ts';
+
+/** Stored exports are kept a week by default: long enough to fetch, short enough not to pile up. */
+export const DEFAULT_EXPORT_AGE_MS = 7 * 86_400_000;
 
 const UNIT_MS: Readonly<Record<string, number>> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
@@ -34,17 +40,32 @@ export function describeOrphans(r: RemoveOrphansResult): string {
   );
 }
 
+export function describeExports(r: ExpireExportsResult | undefined): string {
+  if (r === undefined) return 'Exports: kept (--export-age never).\n';
+  return (
+    `Exports deleted: ${r.expired.count} expired (${mb(r.expired.bytes)}), ` +
+    `${r.incomplete.count} without a record (${mb(r.incomplete.bytes)}); ${r.kept} kept.\n`
+  );
+}
+
 export async function compactCommand(
-  options: { minAgeMs?: number; orphanAgeMs?: number; json: boolean },
+  options: { minAgeMs?: number; orphanAgeMs?: number; exportAgeMs?: number; json: boolean },
   out: NodeJS.WritableStream = process.stdout,
 ): Promise<number> {
   return withStore(async (store) => {
     const index = await store.compactIndex({ minAgeMs: options.minAgeMs });
     const orphans = await store.removeOrphans({ minAgeMs: options.orphanAgeMs });
+    const exportAgeMs = options.exportAgeMs ?? DEFAULT_EXPORT_AGE_MS;
+    const exports = Number.isFinite(exportAgeMs)
+      ? await expireStoredExports(store, {
+          olderThanMs: exportAgeMs,
+          incompleteOlderThanMs: options.orphanAgeMs ?? DEFAULT_ORPHAN_MIN_AGE_MS,
+        })
+      : undefined;
     out.write(
       options.json
-        ? `${JSON.stringify({ index, orphans })}\n`
-        : describeCompaction(index) + describeOrphans(orphans),
+        ? `${JSON.stringify({ index, orphans, exports: exports ?? null })}\n`
+        : describeCompaction(index) + describeOrphans(orphans) + describeExports(exports),
     );
     return 0;
   });
