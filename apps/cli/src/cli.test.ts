@@ -224,11 +224,44 @@ describe('stevedore CLI', () => {
     expect(badAge.stderr).toMatch(
       /^stevedore compact: --min-age: expected a duration like 30s, 10m, 2h or 7d, got "5 minutes"/,
     );
+    const badEvery = await stevedore(['stack', '--compact-every', '0s'], env);
+    expect(badEvery.code).toBe(2);
+    expect(badEvery.stderr).toMatch(/^stevedore stack: --compact-every: expected a duration like/);
+    expect((await stevedore(['stack', 'now'], env)).code).toBe(2);
     const badExportAge = await stevedore(['compact', '--export-age', 'forever'], env);
     expect(badExportAge.code).toBe(2);
     expect(badExportAge.stderr).toMatch(
       /^stevedore compact: --export-age: expected a duration like 30s, 10m, 2h or 7d \(or never\), got "forever"/,
     );
+  });
+
+  it('a stack runs stevedore compact on its own schedule (--compact-every)', async () => {
+    const other = join(home, 'other');
+    const second = spawn(process.execPath, [CLI, 'stack', '--compact-every', '1s'], {
+      env: {
+        ...env,
+        STEVEDORE_HOME: join(other, '.stevedore'),
+        STEVEDORE_REDIS_URL: undefined,
+        STEVEDORE_STORE: undefined,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    second.stdout.on('data', (chunk: Buffer) => (out += chunk.toString('utf8')));
+    try {
+      // Two runs, a second apart, each ending with its exports line.
+      const deadline = Date.now() + 60_000;
+      while ((out.match(/^compact: Exports deleted: .*; 0 kept\.$/gm) ?? []).length < 2) {
+        if (Date.now() > deadline || second.exitCode !== null) throw new Error(`no compaction:\n${out}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(out).toMatch(/^ {2}compact {5}every 1s, first after 1s \(stevedore compact\)$/m);
+      expect(out).toMatch(/^compact: Index: nothing to merge \(0 file\(s\), fewer than two old enough\)\.$/m);
+    } finally {
+      second.kill('SIGINT');
+      const [code] = (await once(second, 'exit')) as [number | null];
+      expect(code).toBe(0);
+    }
   });
 
   it('stops the whole stack on Ctrl-C', async () => {

@@ -79,11 +79,13 @@ fails (no file is left under FILE), 2 on bad usage.
   worker:
     'usage: stevedore worker fetcher|hasher|committer|all\n\nRuns pipeline workers until SIGTERM, then finishes the active jobs and exits.\n',
   api: 'usage: stevedore api\n\nRuns the HTTP API (STEVEDORE_API_TOKEN is required). The API never runs workers.\n',
-  stack: `usage: stevedore stack
+  stack: `usage: stevedore stack [--compact-every DURATION|never]
 
 Runs everything on this machine: Redis (a private redis-server, data in .stevedore/redis, unless
 STEVEDORE_REDIS_URL is set), all workers, and the API, on the directory store .stevedore/store.
 Prints the API and Bull Board addresses and credentials. Ctrl-C stops it.
+Runs 'stevedore compact' (store maintenance) every --compact-every (default 24h), the first time
+15 minutes after it starts (or sooner, for a shorter period); never: not at all.
 `,
 };
 
@@ -103,6 +105,7 @@ const OPTIONS = {
   'min-age': { type: 'string' },
   'orphan-age': { type: 'string' },
   'export-age': { type: 'string' },
+  'compact-every': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -203,8 +206,21 @@ async function main(argv: readonly string[]): Promise<number> {
       return apiCommand();
     }
     case 'stack': {
+      if (positionals.length > 0) return usageError(command, 'takes no arguments');
+      const every = values['compact-every'];
+      let compactEveryMs: number | undefined;
+      if (every !== undefined) {
+        const { parseDuration } = await import('./commands/compact.ts');
+        compactEveryMs = every === 'never' ? Infinity : parseDuration(every);
+        if (compactEveryMs === undefined || compactEveryMs === 0) {
+          return usageError(
+            command,
+            `--compact-every: expected a duration like 30s, 10m, 2h or 7d (or never), got "${every}"`,
+          );
+        }
+      }
       const { stackCommand } = await import('./commands/services.ts');
-      return stackCommand();
+      return stackCommand({ compactEveryMs });
     }
     default:
       return usageError(command, 'unknown command');

@@ -5,7 +5,9 @@
  * - `stack` is the embedded default for one machine: Redis (a private redis-server with its data
  *   in .stevedore/redis, unless STEVEDORE_REDIS_URL names one), all workers in one process, and
  *   the API, on the directory store (.stevedore/store unless STEVEDORE_STORE says otherwise). It
- *   prints the API and Bull Board addresses and credentials and runs until Ctrl-C.
+ *   prints the API and Bull Board addresses and credentials and runs until Ctrl-C. It runs
+ *   `stevedore compact` (store maintenance) 15 minutes after it starts and then once a day (the
+ *   Kubernetes base's CronJob does the same for a cluster), one run at a time.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -22,6 +24,9 @@ const DEFAULT_REDIS_PORT = 6379;
 const DEFAULT_API_PORT = 8080;
 /** 24 random bytes: a 32-character token, over the API's 16-character minimum. */
 const TOKEN_BYTES = 24;
+/** How often the stack runs `stevedore compact` by default, and how soon after it starts. */
+export const DEFAULT_COMPACT_EVERY_MS = 24 * 60 * 60 * 1000;
+const FIRST_COMPACTION_AFTER_MS = 15 * 60 * 1000;
 
 function run(script: string, args: readonly string[], env: NodeJS.ProcessEnv, name: string): ChildProcess {
   const child = spawn(process.execPath, [script, ...args], { env, stdio: ['ignore', 'inherit', 'inherit'] });
@@ -63,7 +68,61 @@ export async function apiCommand(): Promise<number> {
   return exitCode(child);
 }
 
-export async function stackCommand(): Promise<number> {
+/**
+ * Runs `stevedore compact` in a child process on a timer: first after `min(15m, every)`, then
+ * every `every`; a run still going when the next is due makes it skip. Its output goes to this
+ * process's stdout, each line marked `compact:`. `stop` ends the timer and the run in progress.
+ */
+export function scheduleCompaction(
+  env: NodeJS.ProcessEnv,
+  everyMs: number,
+  out: NodeJS.WritableStream = process.stdout,
+): { stop(): Promise<void> } {
+  let running: ChildProcess | undefined;
+  const runOnce = (): void => {
+    if (running !== undefined) return;
+    const child = spawn(process.execPath, [CLI_MAIN, 'compact'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    running = child;
+    let pending = '';
+    const mark = (chunk: Buffer): void => {
+      pending += chunk.toString('utf8');
+      const lines = pending.split('\n');
+      pending = lines.pop() ?? '';
+      for (const line of lines) out.write(`compact: ${line}\n`);
+    };
+    child.stdout?.on('data', mark);
+    child.stderr?.on('data', mark);
+    child.on('error', (err) => out.write(`compact: failed to start: ${err.message}\n`));
+    child.on('close', (code, signal) => {
+      if (pending !== '') out.write(`compact: ${pending}\n`);
+      if (code !== 0 && signal === null) out.write(`compact: exited with code ${code}\n`);
+      running = undefined;
+    });
+  };
+  const first = setTimeout(
+    () => {
+      runOnce();
+      timer = setInterval(runOnce, everyMs);
+    },
+    Math.min(FIRST_COMPACTION_AFTER_MS, everyMs),
+  );
+  let timer: NodeJS.Timeout | undefined;
+  return {
+    async stop() {
+      clearTimeout(first);
+      clearInterval(timer);
+      const child = running;
+      if (child === undefined) return;
+      const closed = once(child, 'close');
+      // A compaction stopped halfway is safe: merged files before their inputs are deleted.
+      child.kill('SIGTERM');
+      await closed;
+    },
+  };
+}
+
+export async function stackCommand(options: { compactEveryMs?: number } = {}): Promise<number> {
+  const compactEveryMs = options.compactEveryMs ?? DEFAULT_COMPACT_EVERY_MS;
   const home = resolve(process.env.STEVEDORE_HOME ?? '.stevedore');
   const children: ChildProcess[] = [];
   let redisChild: ChildProcess | undefined;
@@ -117,6 +176,7 @@ export async function stackCommand(): Promise<number> {
   env.STEVEDORE_HEALTH_PORT ??= '0';
   children.push(run(CLI_MAIN, ['worker', 'all'], env, 'workers'));
   children.push(run(API_MAIN, [], env, 'api'));
+  const compaction = Number.isFinite(compactEveryMs) ? scheduleCompaction(env, compactEveryMs) : undefined;
   const user = env.STEVEDORE_BOARD_USER ?? 'admin';
   process.stdout.write(
     [
@@ -125,6 +185,7 @@ export async function stackCommand(): Promise<number> {
       `  store       ${env.STEVEDORE_STORE}`,
       `  api         http://${env.STEVEDORE_API_HOST}:${apiPort}/v1  (Authorization: Bearer ${generated ? env.STEVEDORE_API_TOKEN : '<STEVEDORE_API_TOKEN>'})`,
       `  bull board  http://${env.STEVEDORE_API_HOST}:${apiPort}/admin/queues  (user ${user}, password ${generated && env.STEVEDORE_BOARD_PASSWORD === undefined ? env.STEVEDORE_API_TOKEN : '<STEVEDORE_BOARD_PASSWORD>'})`,
+      `  compact     ${compaction === undefined ? 'never (--compact-every never)' : `every ${formatDuration(compactEveryMs)}, first after ${formatDuration(Math.min(FIRST_COMPACTION_AFTER_MS, compactEveryMs))} (stevedore compact)`}`,
       `  pull        STEVEDORE_REDIS_URL=${env.STEVEDORE_REDIS_URL} npx stevedore pull REF --wait`,
       '',
     ].join('\n'),
@@ -140,11 +201,23 @@ export async function stackCommand(): Promise<number> {
   // When one service dies, stop the others: a stack with a dead part is not running.
   const first = await Promise.race(children.map((child) => exitCode(child)));
   stop();
-  await Promise.all(children.map((child) => exitCode(child)));
+  await Promise.all([...children.map((child) => exitCode(child)), compaction?.stop()]);
   // Redis goes last: the workers needed it to hand back their jobs.
   if (redisChild !== undefined) {
     redisChild.kill('SIGTERM');
     await exitCode(redisChild);
   }
   return first;
+}
+
+/** `90s`, `15m`, `2h`, `1d`: the largest whole unit. */
+function formatDuration(ms: number): string {
+  for (const [unit, size] of [
+    ['d', 86_400_000],
+    ['h', 3_600_000],
+    ['m', 60_000],
+  ] as const) {
+    if (ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${Math.round(ms / 1000)}s`;
 }
