@@ -264,6 +264,22 @@ describe('stevedore CLI', () => {
     }
   });
 
+  it('a stack whose Redis cannot start says why and exits 1 (here: a damaged AOF manifest)', async () => {
+    const broken = join(home, 'broken', '.stevedore');
+    await mkdir(join(broken, 'redis', 'appendonlydir'), { recursive: true });
+    await writeFile(join(broken, 'redis', 'appendonlydir', 'appendonly.aof.manifest'), 'not a manifest\n');
+    const result = await stevedore(['stack'], {
+      ...env,
+      STEVEDORE_HOME: broken,
+      STEVEDORE_REDIS_URL: undefined,
+      STEVEDORE_STORE: undefined,
+    });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(
+      /^stevedore stack: redis-server on port \d+ exited at start \(1\): .*Invalid AOF manifest file format/m,
+    );
+  });
+
   it('stops the whole stack on Ctrl-C', async () => {
     stack.kill('SIGINT');
     const [code] = (await once(stack, 'exit')) as [number | null];

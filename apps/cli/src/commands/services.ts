@@ -13,7 +13,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdir } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -38,6 +38,60 @@ async function exitCode(child: ChildProcess): Promise<number> {
   if (child.exitCode !== null) return child.exitCode;
   const [code] = (await once(child, 'exit')) as [number | null];
   return code ?? 1;
+}
+
+/** How long a private redis-server may take to answer. */
+const REDIS_START_TIMEOUT_MS = 15_000;
+
+/**
+ * Waits until the Redis answering on `port` is `redis` itself (its INFO names its pid): a port
+ * that another process took meanwhile must not hand the stack someone else's Redis. Returns why
+ * not, or undefined once it is.
+ */
+async function ownRedisReady(
+  redis: ChildProcess,
+  port: number,
+  log: () => string,
+): Promise<string | undefined> {
+  const deadline = Date.now() + REDIS_START_TIMEOUT_MS;
+  for (;;) {
+    if (redis.exitCode !== null || redis.signalCode !== null) {
+      // Its last words: "# Failed listening on port 6379 (tcp), aborting." and the like.
+      const last = log()
+        .split('\n')
+        .filter((line) => line.trim() !== '')
+        .slice(-2)
+        .join(' / ');
+      return `redis-server on port ${port} exited at start (${redis.exitCode ?? redis.signalCode}): ${last || 'no output'}`;
+    }
+    const pid = await redisPid(port);
+    if (pid === redis.pid) return undefined;
+    if (pid !== undefined) return `another Redis (pid ${pid}) answers on port ${port}; start again`;
+    if (Date.now() > deadline)
+      return `redis-server did not answer on port ${port} within ${REDIS_START_TIMEOUT_MS / 1000} s`;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** The pid in the INFO of the Redis answering on `port`, or undefined when none answers. */
+function redisPid(port: number): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    let reply = '';
+    const done = (pid?: number): void => {
+      socket.destroy();
+      resolve(pid);
+    };
+    socket.setTimeout(1_000, () => done());
+    socket.on('error', () => done());
+    socket.on('connect', () => socket.write('INFO server\r\n'));
+    socket.on('data', (chunk: Buffer) => {
+      reply += chunk.toString('latin1');
+      const m = /process_id:(\d+)/.exec(reply);
+      if (m !== null) done(Number(m[1]));
+    });
+    socket.on('end', () => done());
+  });
 }
 
 async function portFree(port: number): Promise<boolean> {
@@ -150,8 +204,13 @@ export async function stackCommand(options: { compactEveryMs?: number } = {}): P
         '--save',
         '',
       ],
-      { stdio: ['ignore', 'ignore', 'inherit'] },
+      { stdio: ['ignore', 'pipe', 'inherit'] },
     );
+    // Its log, kept short: the reason it gives when it cannot start.
+    let redisLog = '';
+    redis.stdout?.on('data', (chunk: Buffer) => {
+      redisLog = (redisLog + chunk.toString('utf8')).slice(-4096);
+    });
     const spawned = await Promise.race([
       once(redis, 'spawn').then(() => true),
       once(redis, 'error').then(([err]) => {
@@ -162,6 +221,12 @@ export async function stackCommand(options: { compactEveryMs?: number } = {}): P
       }),
     ]);
     if (!spawned) return 1;
+    const notReady = await ownRedisReady(redis, port, () => redisLog);
+    if (notReady !== undefined) {
+      redis.kill('SIGTERM');
+      process.stderr.write(`stevedore stack: ${notReady}\n`);
+      return 1;
+    }
     redisChild = redis;
     env.STEVEDORE_REDIS_URL = `redis://127.0.0.1:${port}`;
     redisNote = `${env.STEVEDORE_REDIS_URL} (data in ${dir})`;
