@@ -271,8 +271,24 @@ describe('export jobs', () => {
       return { id, digest: sha256(Buffer.from(await archive.arrayBuffer())) };
     };
     const first = await run();
+    const listed = async (): Promise<{ id: string; digest: string; path: string; refs: string[] }[]> => {
+      const res = await api.request('/v1/exports');
+      expect(res.status).toBe(200);
+      return (
+        (await res.json()) as { exports: { id: string; digest: string; path: string; refs: string[] }[] }
+      ).exports;
+    };
+    expect(await listed()).toContainEqual(
+      expect.objectContaining({
+        id: first.id,
+        digest: first.digest,
+        refs: [APP],
+        path: `/v1/exports/${first.id}/archive`,
+      }),
+    );
     const del = (): Promise<Response> => api.request(`/v1/exports/${first.id}`, { method: 'DELETE' });
     expect((await del()).status).toBe(204);
+    expect((await listed()).map((e) => e.id)).not.toContain(first.id);
     expect(await queue.getJob(first.id)).toBeUndefined();
     expect(await api.store.backend.head(`exports/${first.id}.tar`)).toBeUndefined();
     expect(await api.store.backend.head(`exports/${first.id}.json`)).toBeUndefined();

@@ -3,6 +3,7 @@
  *
  *     POST /v1/exports/download    stream an archive now (Content-Length when known in advance)
  *     POST /v1/exports             queue an export job; the hasher writes the archive into the store
+ *     GET  /v1/exports             the stored exports, newest first
  *     GET  /v1/exports/:id         the job's state, and where to fetch the archive when done
  *     GET  /v1/exports/:id/archive stream a stored export (verified against its record)
  *     DELETE /v1/exports/:id       delete a stored export (record, then archive) and its job
@@ -23,6 +24,7 @@ import {
   findStoredExport,
   IncompleteImageError,
   isExportId,
+  listStoredExportRecords,
   openStoredExport,
   parsePlatformChoice,
   removeStoredExport,
@@ -115,6 +117,33 @@ const exportStatusSchema = {
         contentType: str,
         path: { type: 'string', description: 'GET this to download the archive.' },
         written: { type: 'boolean' },
+      },
+    },
+  },
+} as const;
+
+const storedExportsSchema = {
+  type: 'object',
+  required: ['exports'],
+  properties: {
+    exports: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['id', 'digest', 'size', 'contentType', 'refs', 'digests', 'format', 'createdAt', 'path'],
+        properties: {
+          id: str,
+          digest: { type: 'string', description: 'sha256 of the archive.' },
+          size: { type: 'integer', minimum: 0 },
+          contentType: str,
+          refs: { type: 'array', items: str },
+          digests: { type: 'array', items: str, description: 'What each reference pointed at.' },
+          format: str,
+          compression: str,
+          archiveCompression: str,
+          createdAt: { type: 'string', description: 'When its record was written (ISO 8601).' },
+          path: { type: 'string', description: 'GET this to download the archive.' },
+        },
       },
     },
   },
@@ -306,6 +335,35 @@ export function registerExportRoutes(app: FastifyInstance, deps: ExportRouteDeps
       if (previous !== undefined && (await spent(previous))) await removeUnlessRunning(previous);
       await queue.add(JOBS.export, data, { jobId: data.exportId });
       return reply.code(202).send({ id: data.exportId, status: `/v1/exports/${data.exportId}` });
+    },
+  );
+
+  app.get(
+    '/v1/exports',
+    {
+      schema: routeSchema({
+        summary: 'The exports stored by export jobs, newest first (they expire; see stevedore compact)',
+        tags: ['exports'],
+        response: { 200: storedExportsSchema },
+      }),
+    },
+    async () => {
+      const records = await listStoredExportRecords(store);
+      return {
+        exports: records.map((r) => ({
+          id: r.id,
+          digest: r.digest,
+          size: r.size,
+          contentType: r.contentType,
+          refs: r.refs,
+          digests: r.digests,
+          format: r.format,
+          compression: r.compression,
+          archiveCompression: r.archiveCompression,
+          createdAt: r.createdAt,
+          path: exportPath(r.id),
+        })),
+      };
     },
   );
 

@@ -45,6 +45,7 @@ describe('authentication', () => {
     ['GET', '/v1/images/alpine:3.20'],
     ['DELETE', '/v1/images/alpine:3.20'],
     ['DELETE', '/v1/exports/export-0000000000000000'],
+    ['GET', '/v1/exports'],
     ['POST', '/v1/pulls'],
     ['GET', '/v1/pulls/pull-1'],
     ['GET', '/metrics'],
@@ -509,7 +510,7 @@ describe('/openapi.json', () => {
       ['/v1/images', ['get']],
       ['/v1/images/{ref}', ['get', 'delete']],
       ['/v1/exports/download', ['post']],
-      ['/v1/exports', ['post']],
+      ['/v1/exports', ['post', 'get']],
       ['/v1/exports/{id}', ['get', 'delete']],
       ['/v1/exports/{id}/archive', ['get']],
     ]);

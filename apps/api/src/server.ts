@@ -7,7 +7,7 @@
  *     GET    /v1/images             references and images   GET /metrics   Prometheus
  *     GET    /v1/images/*           one image in detail     GET /openapi.json
  *     DELETE /v1/images/*           remove a tag reference  /admin/queues  Bull Board (Basic or bearer)
- *     POST   /v1/exports/download   stream an archive       POST /v1/exports, GET /v1/exports/:id[/archive],
+ *     POST   /v1/exports/download   stream an archive       POST /v1/exports, GET /v1/exports[/:id[/archive]],
  *                                                            DELETE /v1/exports/:id: export jobs (exports.ts)
  */
 import { inspect } from 'node:util';

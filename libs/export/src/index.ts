@@ -57,6 +57,7 @@ export {
   exportToStore,
   findStoredExport,
   isExportId,
+  listStoredExportRecords,
   openStoredExport,
   removeStoredExport,
   type ExpireExportsOptions,

@@ -307,6 +307,30 @@ async function deleteExportObjects(
   return { count: all.length === 0 ? 0 : 1, bytes: all.reduce((n, o) => n + o.size, 0) };
 }
 
+/** Records of listed exports read at once. */
+const RECORD_READS = 16;
+
+/**
+ * The records of every stored export, newest first. An export deleted while it is listed is left
+ * out; a record that does not decode fails the listing, naming its key.
+ */
+export async function listStoredExportRecords(
+  store: Pick<ExportStore, 'backend'>,
+  signal?: AbortSignal,
+): Promise<StoredExportRecord[]> {
+  const ids = [...(await listStoredExports(store, signal))]
+    .filter(([, objects]) => objects.record !== undefined)
+    .map(([id]) => id);
+  const records: StoredExportRecord[] = [];
+  for (let i = 0; i < ids.length; i += RECORD_READS) {
+    const batch = await Promise.all(
+      ids.slice(i, i + RECORD_READS).map((id) => findStoredExport(store, id, signal)),
+    );
+    for (const record of batch) if (record !== undefined) records.push(record);
+  }
+  return records.sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : 0));
+}
+
 export interface ExpireExportsOptions {
   /** Published exports whose record was written longer ago than this are deleted. */
   readonly olderThanMs: number;

@@ -36,6 +36,7 @@ import {
   exportToStore,
   findStoredExport,
   IncompleteImageError,
+  listStoredExportRecords,
   openStoredExport,
   LayerVariantMismatchError,
   UnknownReferenceError,
@@ -695,6 +696,9 @@ describe('exports into the store (export jobs)', () => {
         const keys = async (): Promise<string[]> =>
           (await store.backend.list('exports/')).objects.map((o) => o.key).sort();
         const DAY = 86_400_000;
+
+        // Listed newest first, with their records; the stray archive has none and is not listed.
+        expect((await listStoredExportRecords(store)).map((r) => r.id)).toEqual([oci.id, docker.id]);
 
         // Young: nothing goes.
         const young = await expireStoredExports(store, { olderThanMs: 7 * DAY, incompleteOlderThanMs: DAY });
