@@ -620,13 +620,21 @@ describe('exports into the store (export jobs)', () => {
     return { store, close: () => store.close() };
   }
 
+  /** Runs `use` on a fresh store of `kind` holding registry.test/app:1, then closes the store. */
+  async function withAppStore(kind: 'directory' | 's3', use: (store: Store) => Promise<void>): Promise<void> {
+    const target = kind === 'directory' ? await openTestStore() : await s3Store();
+    try {
+      await storeFixtureImage(target.store, app, 'registry.test/app:1');
+      await use(target.store);
+    } finally {
+      await target.close();
+    }
+  }
+
   it.each(['directory', 's3'] as const)(
     'writes the archive and then its record on %s, once; reads it back verified',
-    async (kind) => {
-      const target = kind === 'directory' ? await openTestStore() : await s3Store();
-      try {
-        const { store } = target;
-        await storeFixtureImage(store, app, 'registry.test/app:1');
+    async (kind) =>
+      withAppStore(kind, async (store) => {
         const spec: PinnedExport = {
           refs: ['registry.test/app:1'],
           digests: [app.manifest.descriptor.digest],
@@ -667,19 +675,13 @@ describe('exports into the store (export jobs)', () => {
         const sink = new MemorySink();
         await writeArchive(store, plan, sink);
         expect(sink.bytes.equals(stored)).toBe(true);
-      } finally {
-        await target.close();
-      }
-    },
+      }),
   );
 
   it.each(['directory', 's3'] as const)(
     'deletes stored exports on %s: record first, by age, and a deleted export is written again',
-    async (kind) => {
-      const target = kind === 'directory' ? await openTestStore() : await s3Store();
-      try {
-        const { store } = target;
-        await storeFixtureImage(store, app, 'registry.test/app:1');
+    async (kind) =>
+      withAppStore(kind, async (store) => {
         const pinned = (format: ExportFormat): PinnedExport => ({
           refs: ['registry.test/app:1'],
           digests: [app.manifest.descriptor.digest],
@@ -740,10 +742,7 @@ describe('exports into the store (export jobs)', () => {
         const healed = await exportToStore(store, oci.id, pinned('oci'));
         expect(healed.written).toBe(true);
         expect((await store.backend.head(again.key))?.size).toBe(oci.size);
-      } finally {
-        await target.close();
-      }
-    },
+      }),
   );
 
   it('a stored archive that does not match its record fails at its end', async () => {
