@@ -226,7 +226,12 @@ describe('stevedore CLI', () => {
     );
     const badEvery = await stevedore(['stack', '--compact-every', '0s'], env);
     expect(badEvery.code).toBe(2);
-    expect(badEvery.stderr).toMatch(/^stevedore stack: --compact-every: expected a duration like/);
+    expect(badEvery.stderr).toMatch(
+      /^stevedore stack: --compact-every: expected a duration from 1s to 24d like .* got "0s"/,
+    );
+    expect((await stevedore(['stack', '--compact-every', '30d'], env)).stderr).toMatch(
+      /^stevedore stack: --compact-every: expected a duration from 1s to 24d/,
+    );
     expect((await stevedore(['stack', 'now'], env)).code).toBe(2);
     const badExportAge = await stevedore(['compact', '--export-age', 'forever'], env);
     expect(badExportAge.code).toBe(2);

@@ -84,8 +84,8 @@ fails (no file is left under FILE), 2 on bad usage.
 Runs everything on this machine: Redis (a private redis-server, data in .stevedore/redis, unless
 STEVEDORE_REDIS_URL is set), all workers, and the API, on the directory store .stevedore/store.
 Prints the API and Bull Board addresses and credentials. Ctrl-C stops it.
-Runs 'stevedore compact' (store maintenance) every --compact-every (default 24h), the first time
-15 minutes after it starts (or sooner, for a shorter period); never: not at all.
+Runs 'stevedore compact' (store maintenance) every --compact-every (default 24h, at most 24d),
+the first time 15 minutes after it starts (or sooner, for a shorter period); never: not at all.
 `,
 };
 
@@ -212,10 +212,11 @@ async function main(argv: readonly string[]): Promise<number> {
       if (every !== undefined) {
         const { parseDuration } = await import('./commands/compact.ts');
         compactEveryMs = every === 'never' ? Infinity : parseDuration(every);
-        if (compactEveryMs === undefined || compactEveryMs === 0) {
+        // Node's timers hold at most 2^31-1 ms (24.8 days); longer ones fire at once.
+        if (compactEveryMs === undefined || compactEveryMs === 0 || compactEveryMs > 24 * 86_400_000) {
           return usageError(
             command,
-            `--compact-every: expected a duration like 30s, 10m, 2h or 7d (or never), got "${every}"`,
+            `--compact-every: expected a duration from 1s to 24d like 30s, 10m, 2h or 7d (or never), got "${every}"`,
           );
         }
       }

@@ -162,7 +162,7 @@ export async function exportToStore(
     if ((await store.backend.head(existing.key, { signal: options.signal })) !== undefined) {
       return { ...existing, written: false };
     }
-    // A record whose archive is gone (deleted between a listing and its record, by hand): the
+    // A record whose archive is gone (removed by hand: deletions remove the record first): the
     // export is not there; written again below, archive then record.
     await store.backend.delete(recordKey(id), { signal: options.signal });
   }
