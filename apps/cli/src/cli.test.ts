@@ -269,6 +269,34 @@ describe('stevedore CLI', () => {
     }
   });
 
+  it('a stack stopped as soon as it has started still exits (services killed before their handlers)', async () => {
+    const early = spawn(process.execPath, [CLI, 'stack', '--compact-every', 'never'], {
+      env: {
+        ...env,
+        STEVEDORE_HOME: join(home, 'early', '.stevedore'),
+        STEVEDORE_REDIS_URL: undefined,
+        STEVEDORE_STORE: undefined,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    early.stdout.on('data', (chunk: Buffer) => (out += chunk.toString('utf8')));
+    const exited = once(early, 'exit');
+    const deadline = Date.now() + 60_000;
+    while (!out.includes('  pull  ')) {
+      if (Date.now() > deadline || early.exitCode !== null) throw new Error(`no banner:\n${out}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(out).toMatch(/^ {2}compact {5}never \(--compact-every never\)$/m);
+    early.kill('SIGINT');
+    const stopped = await Promise.race([
+      exited.then(() => true),
+      new Promise<boolean>((r) => setTimeout(() => r(false), 30_000)),
+    ]);
+    if (!stopped) early.kill('SIGKILL');
+    expect(stopped).toBe(true);
+  });
+
   it('a stack whose Redis cannot start says why and exits 1 (here: a damaged AOF manifest)', async () => {
     const broken = join(home, 'broken', '.stevedore');
     await mkdir(join(broken, 'redis', 'appendonlydir'), { recursive: true });

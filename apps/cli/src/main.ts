@@ -213,7 +213,11 @@ async function main(argv: readonly string[]): Promise<number> {
         const { parseDuration } = await import('./commands/compact.ts');
         compactEveryMs = every === 'never' ? Infinity : parseDuration(every);
         // Node's timers hold at most 2^31-1 ms (24.8 days); longer ones fire at once.
-        if (compactEveryMs === undefined || compactEveryMs === 0 || compactEveryMs > 24 * 86_400_000) {
+        if (
+          compactEveryMs === undefined ||
+          compactEveryMs === 0 ||
+          (Number.isFinite(compactEveryMs) && compactEveryMs > 24 * 86_400_000)
+        ) {
           return usageError(
             command,
             `--compact-every: expected a duration from 1s to 24d like 30s, 10m, 2h or 7d (or never), got "${every}"`,

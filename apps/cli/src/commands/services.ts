@@ -35,7 +35,10 @@ function run(script: string, args: readonly string[], env: NodeJS.ProcessEnv, na
 }
 
 async function exitCode(child: ChildProcess): Promise<number> {
+  // Gone already: by itself (exitCode) or by a signal (signalCode; its exitCode stays null, and
+  // its 'exit' event has been emitted: waiting for it would wait forever).
   if (child.exitCode !== null) return child.exitCode;
+  if (child.signalCode !== null) return 1;
   const [code] = (await once(child, 'exit')) as [number | null];
   return code ?? 1;
 }
