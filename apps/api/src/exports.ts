@@ -232,13 +232,9 @@ async function stream(
 export function registerExportRoutes(app: FastifyInstance, deps: ExportRouteDeps): void {
   const { store, queue } = deps;
 
-  /** A kept job whose export has been deleted or has expired since it completed. */
-  async function deletedSince(job: Job): Promise<boolean> {
-    return (await job.getState()) === 'completed' && (await findStoredExport(store, job.id!)) === undefined;
-  }
-  /** A kept job that a new request replaces: it failed, or its export is gone. */
-  async function spent(job: Job): Promise<boolean> {
-    return (await job.getState()) === 'failed' || (await deletedSince(job));
+  /** A kept job in `state` whose export has been deleted or has expired since it completed. */
+  async function deletedSince(job: Job, state: string): Promise<boolean> {
+    return state === 'completed' && (await findStoredExport(store, job.id!)) === undefined;
   }
 
   const request = (body: ExportBody) => ({
@@ -332,7 +328,10 @@ export function registerExportRoutes(app: FastifyInstance, deps: ExportRouteDeps
       // A job that failed, or whose export has since been deleted or expired, is done with: the
       // request runs it again.
       const previous = await queue.getJob(data.exportId);
-      if (previous !== undefined && (await spent(previous))) await removeUnlessRunning(previous);
+      if (previous !== undefined) {
+        const state = await previous.getState();
+        if (state === 'failed' || (await deletedSince(previous, state))) await removeUnlessRunning(previous);
+      }
       await queue.add(JOBS.export, data, { jobId: data.exportId });
       return reply.code(202).send({ id: data.exportId, status: `/v1/exports/${data.exportId}` });
     },
@@ -381,8 +380,8 @@ export function registerExportRoutes(app: FastifyInstance, deps: ExportRouteDeps
       const { id } = req.params;
       const job = isExportId(id) ? await queue.getJob(id) : undefined;
       // A completed job whose export has since been deleted or expired stands for nothing.
-      if (job !== undefined && !(await deletedSince(job))) {
-        const state = await job.getState();
+      const state = job === undefined ? undefined : await job.getState();
+      if (job !== undefined && state !== undefined && !(await deletedSince(job, state))) {
         return {
           id,
           state,

@@ -254,12 +254,14 @@ interface StoredExportObjects {
   readonly archives: ObjectInfo[];
 }
 
+/** What the store holds of every export, or of the one whose keys start with `prefix`. */
 async function listStoredExports(
   store: Pick<ExportStore, 'backend'>,
   signal?: AbortSignal,
+  prefix = EXPORTS_PREFIX,
 ): Promise<Map<string, StoredExportObjects>> {
   const found = new Map<string, StoredExportObjects>();
-  for await (const info of listAll(store.backend, EXPORTS_PREFIX, signal === undefined ? {} : { signal })) {
+  for await (const info of listAll(store.backend, prefix, signal === undefined ? {} : { signal })) {
     const m = STORED_KEY.exec(info.key);
     if (m === null) continue;
     let objects = found.get(m[1]!);
@@ -281,14 +283,9 @@ export async function removeStoredExport(
   signal?: AbortSignal,
 ): Promise<Removed> {
   if (!isExportId(id)) throw new Error(`invalid export id "${id}"`);
-  const objects: StoredExportObjects = { archives: [] };
-  for (const suffix of ['.json', '.tar', '.tar.gz', '.tar.zst']) {
-    const info = await store.backend.head(`${EXPORTS_PREFIX}${id}${suffix}`, { signal });
-    if (info === undefined) continue;
-    if (suffix === '.json') objects.record = info;
-    else objects.archives.push(info);
-  }
-  return deleteExportObjects(store, objects, signal);
+  // One listing of `exports/<id>.`: its record and whichever archives it has.
+  const objects = (await listStoredExports(store, signal, `${EXPORTS_PREFIX}${id}.`)).get(id);
+  return objects === undefined ? { count: 0, bytes: 0 } : deleteExportObjects(store, objects, signal);
 }
 
 async function deleteExportObjects(
