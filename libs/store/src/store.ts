@@ -303,9 +303,10 @@ export class Store {
   }
 
   /**
-   * Gets ready to read layers (openLayer, openLayerBlocks, readFile): starts the limiter's worker
-   * threads and loads the object index, which the first read would otherwise wait for (tens of
-   * milliseconds each). Optional: for a caller with other work to do meanwhile.
+   * Gets ready to read layers (openLayer, openLayerBlocks, readFile) or import them: starts the
+   * limiter's worker threads and loads the object index, which the first read or import would
+   * otherwise wait for (100-150 ms for the threads). Optional: for a caller with other work to do
+   * meanwhile (an export planning its archive, a worker service starting).
    */
   async prepareReads(signal?: AbortSignal): Promise<void> {
     this.limiter.pool.warm();

@@ -84,6 +84,17 @@ describe.each<BackendKind>(['directory', 's3'])('pull pipeline, store on %s', (b
     }
   });
 
+  it('readies the store of hasher processes as they start, not of fetchers or committers', () => {
+    const prepared = (w: Cluster['workers'][number]): boolean =>
+      w.output().includes('"msg":"store prepared"');
+    expect(cluster.workers.map((w) => [w.role, prepared(w)])).toEqual([
+      ['fetcher', false],
+      ['fetcher', false],
+      ['hasher', true],
+      ['committer', false],
+    ]);
+  });
+
   it('pulls while the store’s index files are compacted under the workers, again and again', async () => {
     const { images, repos } = await pushImagesSharingABase(cluster, {
       baseSeed: 61,
