@@ -4,7 +4,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -169,6 +169,49 @@ describe('stevedore CLI', () => {
     expect((await stat(archive)).size).toBeGreaterThan(
       image.layers.reduce((n, l) => n + l.uncompressedSize, 0),
     );
+  });
+
+  it('verifies the store end to end, and names a damaged pack with exit code 1', async () => {
+    const clean = await stevedore(['verify'], env);
+    expect(clean).toEqual({
+      code: 0,
+      stdout: expect.stringMatching(
+        /^Verified 1 reference\(s\), 1 image\(s\), \d+ blob\(s\) \([\d.]+ MB\), 2 layer\(s\) rebuilt \([\d.]+ MB of tar\): no problems\.\n$/,
+      ) as string,
+      stderr: '',
+    });
+    const one = await stevedore(['verify', ref, '--json'], env);
+    expect(JSON.parse(one.stdout)).toMatchObject({
+      references: 1,
+      images: 1,
+      layers: { count: 2 },
+      problems: [],
+    });
+    expect(await stevedore(['verify', 'not a reference'], env)).toMatchObject({ code: 2 });
+
+    // One byte of the largest pack flipped, then put back (the next tests read the layers).
+    const packsDir = join(env.STEVEDORE_STORE!, 'packs');
+    const sizes = await Promise.all(
+      (await readdir(packsDir)).map(async (name) => ({
+        name,
+        size: (await stat(join(packsDir, name))).size,
+      })),
+    );
+    const largest = sizes.sort((a, b) => b.size - a.size)[0]!;
+    const path = join(packsDir, largest.name);
+    const original = await readFile(path);
+    const damaged = Buffer.from(original);
+    damaged[original.length >> 1] = damaged[original.length >> 1]! ^ 0xff;
+    await writeFile(path, damaged);
+    try {
+      const bad = await stevedore(['verify'], env);
+      expect(bad.code).toBe(1);
+      expect(bad.stdout).toMatch(new RegExp(`^problem: layer sha256:[0-9a-f]{64}: .*${largest.name}`));
+      expect(bad.stdout).toMatch(/: 1 problem\(s\)\.\n$/);
+    } finally {
+      await writeFile(path, original);
+    }
+    expect((await stevedore(['verify'], env)).code).toBe(0);
   });
 
   it('lists, inspects and removes the image', async () => {

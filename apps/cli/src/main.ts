@@ -21,6 +21,7 @@ commands:
   inspect REF     show an image: manifest, config, layers and what they take in the store
   rm REF...       remove references (the content stays until garbage collection)
   compact         store maintenance: merge index files, delete crash leftovers and old exports
+  verify [REF...] check the store end to end: records, blobs, every layer rebuilt to its diffID
   export REF...   write images as a docker or OCI archive (-o FILE, or -o - for stdout)
   worker ROLE     run pipeline workers: fetcher, hasher, committer or all
   api             run the HTTP API (with Bull Board at /admin/queues)
@@ -54,6 +55,14 @@ Store maintenance, safe while workers pull and export (the Kubernetes base runs 
     (default 7d; never: keep them), and archives an export job left without a record once older
     than --orphan-age. An expired export requested again is written again.
 Durations: a number and s, m, h or d. Images, layers and their files are not touched.
+`,
+  verify: `usage: stevedore verify [REF...] [--json]
+
+Reads back what the store holds and checks it: each reference points at a stored image, each image's
+manifest and config blobs are there, every blob read is hashed, and every layer is rebuilt from its
+objects and checked against its diffID. With REF..., only what those references reach; without,
+everything in the store. Changes nothing (safe while workers pull). Exits 1 when a problem is found,
+printing each one.
 `,
   export: `usage: stevedore export REF... -o FILE|- [--format docker|oci]
        [--compression original|none|gzip|zstd] [--archive-compression none|gzip|zstd]
@@ -178,6 +187,15 @@ async function main(argv: readonly string[]): Promise<number> {
         exportAgeMs: ages['export-age'],
         json,
       });
+    }
+    case 'verify': {
+      const { verifyCommand, VerifyUsageError } = await import('./commands/verify.ts');
+      try {
+        return await verifyCommand({ refs: positionals, json });
+      } catch (err) {
+        if (err instanceof VerifyUsageError) return usageError(command, err.message);
+        throw err;
+      }
     }
     case 'export': {
       if (positionals.length === 0) return usageError(command, 'expected at least one image reference');

@@ -102,3 +102,4 @@ export {
   MissingDependencyError,
   ObjectNotFoundError,
 } from './errors.ts';
+export { verifyStore, type VerifyOptions, type VerifyProblem, type VerifyResult } from './verify.ts';
