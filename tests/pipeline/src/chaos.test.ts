@@ -10,6 +10,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseReference } from '@stevedore/oci';
 import '@stevedore/testing';
+import { verifyStore } from '@stevedore/store';
 import { buildImageFromTrees, generateTree, type FixtureImage, type WorkerRole } from '@stevedore/testing';
 import { assertEveryLayerRebuilds, startCluster, until, type BackendKind, type Cluster } from './harness.ts';
 
@@ -137,6 +138,10 @@ describe.each<BackendKind>(['directory', 's3'])('kill -9 at random moments, stor
       expect(await assertEveryLayerRebuilds(cleaner)).toBe(
         new Set(images.flatMap((im) => im.layers.map((l) => l.diffId))).size,
       );
+      // The whole store, as `stevedore verify` reads it: nothing partial is visible anywhere.
+      const verified = await verifyStore(cleaner);
+      expect(verified.problems).toEqual([]);
+      expect(verified.references).toBe(repos.length);
     } finally {
       await cleaner.close();
     }

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { expect, inject } from 'vitest';
 import { Digester, RegistryClient, parseReference, type Digest, type DiffID } from '@stevedore/oci';
 import { PullSubmitter, producerConnection, type PullStatus } from '@stevedore/pipeline';
-import { openStore, type Store } from '@stevedore/store';
+import { openStore, verifyStore, type Store } from '@stevedore/store';
 import {
   buildImageFromTrees,
   generateTree,
@@ -204,6 +204,11 @@ export async function checkLayersAndStop(cluster: Cluster): Promise<void> {
   const store = await cluster.openStore();
   try {
     expect(await assertEveryLayerRebuilds(store)).toBeGreaterThan(0);
+    // And the whole store as `stevedore verify` reads it: every reference reaches a committed
+    // image, every image's blobs and layer records are there and hash right.
+    const verified = await verifyStore(store);
+    expect(verified.problems).toEqual([]);
+    expect(verified.references).toBeGreaterThan(0);
   } finally {
     await store.close();
     await cluster.stop();
