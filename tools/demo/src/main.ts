@@ -7,7 +7,8 @@
  * 4. Pulls both images at once through the queue, with a progress bar per layer.
  * 5. Prints the dedup figures: registry bytes served against unique bytes, and what the store holds.
  * 6. Exports one image with `stevedore export` and verifies the archive with skopeo.
- * 7. Leaves the API and Bull Board running, with their address and credentials, until Ctrl-C
+ * 7. Reads the whole store back with `stevedore verify`.
+ * 8. Leaves the API and Bull Board running, with their address and credentials, until Ctrl-C
  *    (`npm run demo -- --exit` stops instead).
  */
 import { execFile } from 'node:child_process';
@@ -197,7 +198,11 @@ async function main(): Promise<void> {
       if (!same) throw new Error('the exported archive does not hold the pushed image');
     }
 
-    say('\n6. the API and Bull Board');
+    say('\n6. reading the whole store back with `stevedore verify` (every layer rebuilt to its diffID)');
+    const verified = await run(process.execPath, [CLI, 'verify'], { env: { ...process.env, ...env } });
+    say(`   ${verified.stdout.trim()}`);
+
+    say('\n7. the API and Bull Board');
     say(`   api         http://127.0.0.1:${apiPort}/v1/images   (Authorization: Bearer ${token})`);
     say(`   bull board  http://127.0.0.1:${apiPort}/admin/queues   (user admin, password ${token})`);
     say(`   metrics     http://127.0.0.1:${apiPort}/metrics`);
