@@ -27,7 +27,8 @@ import {
   type DiffID,
   type Reference,
 } from '@stevedore/oci/spec';
-import type { ImageRecord } from './records.ts';
+import { ObjectNotFoundError } from './errors.ts';
+import type { ImageRecord, LayerRecord } from './records.ts';
 import type { Store } from './store.ts';
 
 export interface VerifyProblem {
@@ -91,7 +92,13 @@ export async function verifyStore(store: Store, options: VerifyOptions = {}): Pr
   };
   /** Blobs already read and hashed (an index read while resolving a reference). */
   const readBlobs = new Map<Digest, number>();
-  const layers = new Set<DiffID>();
+  /** Layers to rebuild, each with the problems to report if it has no record. */
+  const neededLayers = new Map<DiffID, VerifyProblem[]>();
+  const needLayer = (diffID: DiffID, ifMissing: VerifyProblem): void => {
+    neededLayers.set(diffID, [...(neededLayers.get(diffID) ?? []), ifMissing]);
+  };
+  /** Layer records the store lists (without references given). */
+  const listed = new Map<DiffID, LayerRecord>();
   const everything = options.references === undefined;
 
   // References: what each points at must be there.
@@ -113,16 +120,13 @@ export async function verifyStore(store: Store, options: VerifyOptions = {}): Pr
       images.set(ref.digest, image);
       continue;
     }
-    if (!(await store.hasBlob(ref.digest, { signal }))) {
-      if (everything && !(await stillPointsAt(store, ref, signal))) continue;
-      problem(subject, `points at ${ref.digest}, which is not in the store`);
-      continue;
-    }
     let bytes: Buffer;
     try {
       bytes = await store.getBlobBytes(ref.digest, { signal });
     } catch (err) {
-      problem(`blob ${ref.digest}`, message(err));
+      if (!(err instanceof ObjectNotFoundError)) problem(`blob ${ref.digest}`, message(err));
+      else if (!everything || (await stillPointsAt(store, ref, signal)))
+        problem(subject, `points at ${ref.digest}, which is not in the store`);
       continue;
     }
     readBlobs.set(ref.digest, bytes.length);
@@ -157,28 +161,26 @@ export async function verifyStore(store: Store, options: VerifyOptions = {}): Pr
   if (everything)
     for (const image of await store.listImages({ signal })) images.set(image.manifest.digest, image);
 
-  // Images: their blobs, and a record for each of their layers.
+  // Images: their blobs, and a record for each of their layers (checked once per layer, below).
   for (const [digest, image] of images) {
     needBlob(image.manifest.digest, true);
     needBlob(image.config.digest, true);
     for (const layer of image.layers) {
-      layers.add(layer.diffID);
       needBlob(layer.digest, false);
-      if (!(await store.hasLayer(layer.diffID, { signal }))) {
-        problem(`image ${digest}`, `layer ${layer.diffID} (blob ${layer.digest}) has no layer record`);
-      }
+      needLayer(layer.diffID, {
+        subject: `image ${digest}`,
+        message: `layer ${layer.diffID} (blob ${layer.digest}) has no layer record`,
+      });
     }
   }
   if (everything) {
     for (const blob of await store.listBlobs({ signal })) needBlob(blob.digest, false);
-    for (const layer of await store.listLayers({ signal })) layers.add(layer.diffID);
+    for (const record of await store.listLayers({ signal })) listed.set(record.diffID, record);
     for (const record of await store.listLayerBlobs({ signal })) {
-      if (!(await store.hasLayer(record.diffID, { signal }))) {
-        problem(
-          `blob ${record.digest}`,
-          `its layer-blob record names layer ${record.diffID}, which has no layer record`,
-        );
-      }
+      needLayer(record.diffID, {
+        subject: `blob ${record.digest}`,
+        message: `its layer-blob record names layer ${record.diffID}, which has no layer record`,
+      });
     }
   }
 
@@ -192,17 +194,17 @@ export async function verifyStore(store: Store, options: VerifyOptions = {}): Pr
       blobBytes += already;
       continue;
     }
-    if (!(await store.hasBlob(digest, { signal }))) {
-      if (required) problem(`blob ${digest}`, 'an image needs it and it is not in the store');
-      continue;
-    }
     try {
       blobBytes += await drain(await store.getBlob(digest, { signal }));
       blobCount += 1;
     } catch (err) {
       if (signal?.aborted === true) throw err;
-      // A layer blob a `drop` store deleted once its layer was committed, while this read it.
-      if (!required && !(await store.hasBlob(digest, { signal }))) continue;
+      // Absent: a problem only when an image needs it (a layer's blob may be absent, or deleted
+      // by a `drop` store since the listing).
+      if (err instanceof ObjectNotFoundError) {
+        if (required) problem(`blob ${digest}`, 'an image needs it and it is not in the store');
+        continue;
+      }
       problem(`blob ${digest}`, message(err));
     }
   }
@@ -210,9 +212,12 @@ export async function verifyStore(store: Store, options: VerifyOptions = {}): Pr
   // Layers: rebuilt, every object and the whole tar checked by the read path.
   let layerCount = 0;
   let layerBytes = 0;
-  for (const diffID of layers) {
-    const record = await store.getLayer(diffID, { signal });
-    if (record === undefined) continue; // reported with the image that lists it
+  for (const diffID of new Set([...listed.keys(), ...neededLayers.keys()])) {
+    const record = listed.get(diffID) ?? (await store.getLayer(diffID, { signal }));
+    if (record === undefined) {
+      for (const p of neededLayers.get(diffID) ?? []) problem(p.subject, p.message);
+      continue;
+    }
     try {
       const bytes = await drain(await store.openLayer(diffID, { signal }));
       if (bytes !== record.size) throw new Error(`rebuilt ${bytes} bytes, the record says ${record.size}`);

@@ -156,6 +156,9 @@ describe.each(BACKENDS)('verifying the store on $name', (backend) => {
     await store.backend.delete(`layers/sha256/${c.layer.diffID.slice('sha256:'.length)}.json`);
     const d = await commitImage(store, 'localhost:5000/team/d:1', 9400);
     await store.backend.delete(`images/sha256/${d.manifest.slice('sha256:'.length)}.json`);
+    const e = await commitImage(store, 'localhost:5000/team/e:1', 9500);
+    await store.backend.delete(`images/sha256/${e.manifest.slice('sha256:'.length)}.json`);
+    await store.backend.delete(blobKey(e.manifest));
 
     const problems = new Map((await verifyStore(store)).problems.map((p) => [p.subject, p.message]));
     expect([...problems.keys()].sort()).toEqual(
@@ -165,6 +168,7 @@ describe.each(BACKENDS)('verifying the store on $name', (backend) => {
         `image ${c.manifest}`,
         `blob ${c.layer.digest}`,
         `reference ${d.ref}`,
+        `reference ${e.ref}`,
       ].sort(),
     );
     expect(problems.get(`blob ${a.config}`)).toMatch(/content hashes to sha256:/);
@@ -174,6 +178,7 @@ describe.each(BACKENDS)('verifying the store on $name', (backend) => {
     expect(problems.get(`reference ${d.ref}`)).toBe(
       `points at manifest ${d.manifest}, which has no image record`,
     );
+    expect(problems.get(`reference ${e.ref}`)).toBe(`points at ${e.manifest}, which is not in the store`);
   });
 
   it('reports a reference asked about that is not in the store', async () => {
