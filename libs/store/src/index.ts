@@ -103,3 +103,4 @@ export {
   ObjectNotFoundError,
 } from './errors.ts';
 export { verifyStore, type VerifyOptions, type VerifyProblem, type VerifyResult } from './verify.ts';
+export { DEFAULT_REPACK_BELOW, type Collected, type CollectOptions, type CollectResult } from './gc.ts';

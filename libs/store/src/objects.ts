@@ -61,7 +61,7 @@ export type ReadPart = Uint8Array | number;
 export class ObjectStore {
   readonly backend: Backend;
   readonly limiter: Limiter;
-  readonly index = new ObjectIndex();
+  index = new ObjectIndex();
   #loaded = new Set<string>();
   #newest = 0;
   #refreshing: Promise<void> | undefined;
@@ -94,6 +94,18 @@ export class ObjectStore {
       },
       (key, bytes) => this.addIndexFile(key, bytes),
     );
+  }
+
+  /**
+   * Forgets every index file loaded: the next refresh loads them all again. For a process whose
+   * store was garbage-collected by another (gc.ts rewrote the index files and deleted packs): what
+   * it loaded before may name objects that are gone. Call with no import or read running.
+   */
+  async forget(): Promise<void> {
+    await this.#refreshing?.catch(() => undefined);
+    this.index = new ObjectIndex();
+    this.#loaded = new Set<string>();
+    this.#newest = 0;
   }
 
   /** Verifies an index file against the hash in its key and adds its entries. */

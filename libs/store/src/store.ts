@@ -36,6 +36,7 @@ import { blobKey, FORMAT_KEY, imageKey, layerBlobKey, layerKey, PREFIX, referenc
 import { sharedLimiter, type Limiter } from './limiter.ts';
 import { compactIndex, type CompactOptions, type CompactResult } from './compaction.ts';
 import { removeOrphans, type RemoveOrphansOptions, type RemoveOrphansResult } from './orphans.ts';
+import { collectGarbage, type CollectOptions, type CollectResult } from './gc.ts';
 import { CHUNK_SIZE, ObjectStore, PACK_TARGET } from './objects.ts';
 import {
   decodeImageRecord,
@@ -507,6 +508,23 @@ export class Store {
       },
       options,
     );
+  }
+
+  /**
+   * Deletes what no reference (and no digest in `roots`) reaches, and rewrites packs that are
+   * mostly garbage (gc.ts). Must run alone: nothing may import, commit or read meanwhile (the
+   * pipeline's gc closes its gate first). `dryRun` reports and changes nothing.
+   */
+  async collectGarbage(options: CollectOptions = {}): Promise<CollectResult> {
+    return collectGarbage({ store: this, objects: this.#objects }, options);
+  }
+
+  /**
+   * Forgets the object index loaded so far (reloaded on the next import or read): for a process
+   * that learns another one collected garbage in the store. Call with no import or read running.
+   */
+  async forgetObjectIndex(): Promise<void> {
+    await this.#objects.forget();
   }
 
   /** Syncs and releases the backend (the shared limiter stays). */
