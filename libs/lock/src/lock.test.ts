@@ -44,6 +44,24 @@ describe('LockManager', () => {
     if (third.acquired) expect((await locks.release(third.grant)).waiters).toEqual([]);
   });
 
+  it('as a gate: passes while the lock is free (taking nothing), registers a waiter while it is held', async () => {
+    const locks = new LockManager(redis, { ttlMs: 10_000 });
+    const name = uniqueName();
+    expect(await locks.waitIfHeld(name, 'split|job-1')).toEqual({ held: false });
+    // Passing took nothing: the lock is still free for a holder, with the first fence.
+    const grant = await locks.tryAcquire(name);
+    expect(grant).toMatchObject({ acquired: true, grant: { fence: 1 } });
+    if (!grant.acquired) return;
+    const waiting = await locks.waitIfHeld(name, 'split|job-1');
+    expect(waiting).toMatchObject({ held: true, holderFence: 1 });
+    if (!waiting.held) return;
+    expect(waiting.ttlMs).toBeGreaterThan(9_000);
+    await locks.waitIfHeld(name, 'commit|job-2');
+    const released = await locks.release(grant.grant);
+    expect([...released.waiters].sort()).toEqual(['commit|job-2', 'split|job-1']);
+    expect(await locks.waitIfHeld(name, 'split|job-1')).toEqual({ held: false });
+  });
+
   it('fences off a holder whose lock expired', async () => {
     const locks = new LockManager(redis, { ttlMs: 10_000 });
     const name = uniqueName();

@@ -13,7 +13,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { ACQUIRE, RELEASE, RENEW } from './scripts.ts';
+import { ACQUIRE, RELEASE, RENEW, WAIT_IF_HELD } from './scripts.ts';
 
 /** Default lock expiry: long enough to ride out a GC pause, short enough that a crash frees it soon. */
 export const DEFAULT_LOCK_TTL_MS = 30_000;
@@ -62,6 +62,12 @@ interface LockCommands {
   ): Promise<[number, string, number]>;
   lockRenew(lockKey: string, token: string, ttlMs: number): Promise<number>;
   lockRelease(lockKey: string, waitersKey: string, token: string): Promise<[number, ...string[]]>;
+  lockWaitIfHeld(
+    lockKey: string,
+    waitersKey: string,
+    waiter: string,
+    bookkeepingTtlMs: number,
+  ): Promise<[0] | [1, string, number]>;
 }
 
 function fenceOf(token: string): number {
@@ -79,6 +85,7 @@ export class LockManager {
     redis.defineCommand('lockAcquire', { numberOfKeys: 3, lua: ACQUIRE });
     redis.defineCommand('lockRenew', { numberOfKeys: 1, lua: RENEW });
     redis.defineCommand('lockRelease', { numberOfKeys: 2, lua: RELEASE });
+    redis.defineCommand('lockWaitIfHeld', { numberOfKeys: 2, lua: WAIT_IF_HELD });
     this.#redis = redis as Redis & LockCommands;
   }
 
@@ -108,6 +115,23 @@ export class LockManager {
     );
     if (ok === 1) return { acquired: true, grant: { name, token, fence: fenceOf(token) } };
     return { acquired: false, holderFence: fenceOf(token), ttlMs: Math.max(0, ttl) };
+  }
+
+  /**
+   * A gate: when nobody holds `name`, returns `{ held: false }` and takes nothing; when somebody
+   * does, registers `waiter` (in the same atomic step) to be returned by the holder's `release`,
+   * like a {@link LockManager.tryAcquire} that finds the lock held.
+   */
+  async waitIfHeld(
+    name: string,
+    waiter: string,
+  ): Promise<
+    { readonly held: false } | { readonly held: true; readonly holderFence: number; readonly ttlMs: number }
+  > {
+    const keys = this.#keys(name);
+    const reply = await this.#redis.lockWaitIfHeld(keys.lock, keys.waiters, waiter, BOOKKEEPING_TTL_MS);
+    if (reply[0] === 0) return { held: false };
+    return { held: true, holderFence: fenceOf(reply[1]), ttlMs: Math.max(0, reply[2]) };
   }
 
   /** Resets the expiry; false when the grant no longer holds the lock. */

@@ -64,3 +64,20 @@ local out = {released}
 for i = 1, #waiters do out[#out + 1] = waiters[i] end
 return out
 `;
+
+/**
+ * WAIT_IF_HELD (a gate: pass while nobody holds the lock, wait while somebody does)
+ * KEYS[1] lock key            KEYS[2] waiters set key
+ * ARGV[1] waiter id           ARGV[2] ttl in ms of the waiters set
+ * Returns {0} when the lock is free (nothing is taken); {1, holder token, remaining ttl} when it
+ * is held, the waiter id added to the waiters set in the same atomic step (as ACQUIRE does).
+ */
+export const WAIT_IF_HELD = `
+local holder = redis.call('GET', KEYS[1])
+if not holder then
+  return {0}
+end
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return {1, holder, redis.call('PTTL', KEYS[1])}
+`;

@@ -82,3 +82,18 @@ export async function withBlobLock<T>(
   if ((await locks.currentFence(name)) !== attempt.holderFence) await job.promote();
   throw new DelayedError(`waiting for lock ${name} (held with fence ${attempt.holderFence})`);
 }
+
+/**
+ * Waits behind a gate: returns at once while nobody holds lock `name` (taking nothing); while
+ * somebody does, parks the job like {@link withBlobLock} (a waiter of the holder, woken by its
+ * release, or by its own deadline if the holder dies) and throws BullMQ's DelayedError. The store's
+ * garbage collection holds such a gate while it runs (libs/pipeline gc.ts).
+ */
+export async function passGate(ctx: LockedWorkContext, name: string): Promise<void> {
+  const { job, locks } = ctx;
+  const waiting = await locks.waitIfHeld(name, waiterId(job));
+  if (!waiting.held) return;
+  await job.moveToDelayed(Date.now() + waiting.ttlMs + PARK_MARGIN_MS, ctx.token);
+  if ((await locks.currentFence(name)) !== waiting.holderFence) await job.promote();
+  throw new DelayedError(`waiting behind ${name} (held with fence ${waiting.holderFence})`);
+}
