@@ -17,6 +17,7 @@ import {
   type QueueName,
 } from '@stevedore/queue';
 import { classifyFailure } from './errors.ts';
+import { StoreGate } from './gc.ts';
 import { NO_METRICS, type PipelineMetrics, type ProcessorDeps } from './deps.ts';
 import type { Logger } from './logger.ts';
 import type { PipelineExporter, PipelineRegistry, PipelineStore } from './ports.ts';
@@ -58,6 +59,13 @@ export interface HostOptions {
    * Without either role it has no effect.
    */
   readonly splitWhileFetching?: boolean;
+  /**
+   * Called (once, before the next job runs) when a garbage collection has run since the process
+   * started or last called it: the process must forget its store's object index (gc.ts).
+   */
+  readonly onStoreCollected?: () => Promise<void>;
+  /** The store generation the process loaded its index at ({@link readGcGeneration}). */
+  readonly gcGeneration?: string;
 }
 
 export interface WorkerHost {
@@ -120,8 +128,15 @@ export function startWorkerHost(options: HostOptions): WorkerHost {
       ? { splitWhileFetching: new SplitSlots(options.concurrency[QUEUES.split] ?? 1) }
       : {}),
   };
+  const gate = new StoreGate(
+    connection,
+    options.onStoreCollected ?? (() => Promise.resolve()),
+    options.gcGeneration,
+  );
   const processor: Processor = async (job, token, signal) => {
     try {
+      // Behind a running garbage collection, the job parks (DelayedError) until it ends.
+      await gate.enter({ job, token, locks, queues });
       return await dispatch(job, token, deps, signal);
     } catch (err) {
       throw classifyFailure(err);

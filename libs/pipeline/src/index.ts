@@ -12,3 +12,4 @@ export * from './store-adapter.ts';
 export * from './errors.ts';
 export * from './status-view.ts';
 export { exportPath, storeExporter } from './processors/export.ts';
+export * from './gc.ts';

@@ -31,3 +31,31 @@ export function redactUrl(url: string): string {
     return '(unparseable Redis URL)';
   }
 }
+
+/**
+ * A connection for maintenance commands (`stevedore gc`, `stevedore compact`): connected before it
+ * is returned (rejects at once when Redis is unreachable), and never reconnecting: a collection
+ * that loses Redis loses its locks, and must stop rather than carry on unguarded.
+ */
+export async function maintenanceConnection(url: string): Promise<Redis> {
+  const redis = new Redis(url, {
+    maxRetriesPerRequest: 1,
+    connectTimeout: PRODUCER_CONNECT_TIMEOUT_MS,
+    lazyConnect: true,
+    retryStrategy: () => null,
+  });
+  // Errors surface through the commands; without a listener ioredis would also print them.
+  redis.on('error', () => undefined);
+  try {
+    await redis.connect();
+  } catch (err) {
+    redis.disconnect();
+    throw new Error(
+      `cannot reach Redis at ${redactUrl(url)}: ${err instanceof Error ? err.message : String(err)}`,
+      {
+        cause: err,
+      },
+    );
+  }
+  return redis;
+}

@@ -8,6 +8,7 @@ import { RegistryClient, DEFAULT_INSECURE_REGISTRIES, defaultCredentialStore } f
 import type { Store } from '@stevedore/store';
 import { startHealthServer, type HealthServer } from './health.ts';
 import { startWorkerHost, type Role, type WorkerHost } from './host.ts';
+import { readGcGeneration } from './gc.ts';
 import { createLogger, type Logger } from './logger.ts';
 import type { PipelineMetrics } from './deps.ts';
 import { redactUrl, workerConnection } from './redis.ts';
@@ -47,6 +48,8 @@ export async function startWorkerService(options: ServiceOptions): Promise<Runni
     logger: logger.child({ component: 'registry' }),
   });
   const metrics = options.metrics?.(connection, logger);
+  // Read before the object index loads: a collection after this makes the first job reload it.
+  const gcGeneration = await readGcGeneration(connection);
   if (options.roles.includes('hasher')) prepareStore(store, logger);
   const host = startWorkerHost({
     roles: options.roles,
@@ -59,6 +62,11 @@ export async function startWorkerService(options: ServiceOptions): Promise<Runni
     lockTtlMs: config.STEVEDORE_LOCK_TTL_MS,
     jobLockMs: config.STEVEDORE_JOB_LOCK_MS,
     splitWhileFetching: config.STEVEDORE_SPLIT_WHILE_FETCHING,
+    gcGeneration,
+    onStoreCollected: async () => {
+      await store.forgetObjectIndex();
+      logger.info('store garbage-collected: object index forgotten (the next job reloads it)');
+    },
     concurrency: {
       pull: config.STEVEDORE_PULL_CONCURRENCY,
       fetch: config.STEVEDORE_FETCH_CONCURRENCY,
