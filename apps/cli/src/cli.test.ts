@@ -11,6 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { RegistryClient, parseReference } from '@stevedore/oci';
+import { LockManager } from '@stevedore/lock';
+import { MAINTENANCE_LOCK, maintenanceConnection } from '@stevedore/pipeline';
 import { buildImageFromTrees, generateTree, pushImage, type FixtureImage } from '@stevedore/testing';
 
 /** The `stevedore` command as installed (package.json bin): the launcher, then main.ts. */
@@ -231,6 +233,58 @@ describe('stevedore CLI', () => {
       stdout: '',
       stderr: `Error: No such image: ${ref}\n`,
     });
+
+    // What rm left is garbage: a dry run says what would go and changes nothing; gc deletes it
+    // while the stack's workers wait behind its gate.
+    const packsDir = join(env.STEVEDORE_STORE!, 'packs');
+    const packs = await readdir(packsDir);
+    expect(packs.length).toBeGreaterThan(0);
+    const dry = await stevedore(['gc', '--dry-run', '--json'], env);
+    expect(dry.code).toBe(0);
+    expect(JSON.parse(dry.stdout)).toMatchObject({
+      dryRun: true,
+      deleted: {
+        images: { count: 1 },
+        layers: { count: 2 },
+        blobs: { count: 4 },
+        packs: { count: packs.length },
+      },
+      live: { references: 0, images: 0, layers: 0 },
+    });
+    expect(await readdir(packsDir)).toEqual(packs);
+    const gc = await stevedore(['gc'], env);
+    expect(gc.code).toBe(0);
+    expect(gc.stdout).toMatch(/^gate closed: new jobs wait until the collection ends\n/);
+    expect(gc.stdout).toContain('Deleted:\n  1 image(s), 2 layer(s) with 2 splitstream(s)');
+    expect(await readdir(packsDir)).toEqual([]);
+    const after = JSON.parse((await stevedore(['verify', '--json'], env)).stdout) as Record<string, unknown>;
+    expect(after).toMatchObject({
+      references: 0,
+      images: 0,
+      layers: { count: 0 },
+      blobs: { count: 0 },
+      problems: [],
+    });
+    expect(await stevedore(['gc', '--repack-below', '2'], env)).toMatchObject({ code: 2 });
+    // gc and compact both rewrite the index files: while one holds the maintenance lock, the
+    // other refuses (exit 1, saying why) and changes nothing.
+    const redis = await maintenanceConnection(env.STEVEDORE_REDIS_URL!);
+    try {
+      const locks = new LockManager(redis);
+      const held = await locks.tryAcquire(MAINTENANCE_LOCK);
+      expect(held.acquired).toBe(true);
+      for (const command of [['gc'], ['compact']]) {
+        const refused = await stevedore(command, env);
+        expect(refused.code).toBe(1);
+        expect(refused.stderr).toContain(`lock ${MAINTENANCE_LOCK} is held`);
+      }
+      if (held.acquired) await locks.release(held.grant);
+    } finally {
+      redis.disconnect();
+    }
+    // The image pulls again after the collection (the workers reload their object index).
+    expect((await stevedore(['pull', ref, '--wait'], env)).code).toBe(0);
+    expect((await stevedore(['verify'], env)).code).toBe(0);
   });
 
   it('fails a pull of an unknown tag with the registry reason and exit code 1', async () => {

@@ -19,8 +19,9 @@ commands:
   pull REF        queue a pull of REF (--wait to follow it to the end)
   images          list the images in the store
   inspect REF     show an image: manifest, config, layers and what they take in the store
-  rm REF...       remove references (the content stays until garbage collection)
+  rm REF...       remove references (the content stays until stevedore gc)
   compact         store maintenance: merge index files, delete crash leftovers and old exports
+  gc              delete what no reference reaches, rewrite packs that are mostly garbage
   verify [REF...] check the store end to end: records, blobs, every layer rebuilt to its diffID
   export REF...   write images as a docker or OCI archive (-o FILE, or -o - for stdout)
   worker ROLE     run pipeline workers: fetcher, hasher, committer or all
@@ -55,6 +56,19 @@ Store maintenance, safe while workers pull and export (the Kubernetes base runs 
     (default 7d; never: keep them), and archives an export job left without a record once older
     than --orphan-age. An expired export requested again is written again.
 Durations: a number and s, m, h or d. Images, layers and their files are not touched.
+`,
+  gc: `usage: stevedore gc [--dry-run] [--repack-below FRACTION] [--drain-timeout DURATION] [--json]
+
+Garbage collection: deletes the images, layers, blobs and splitstreams no reference reaches (after
+'stevedore rm'), deletes packs none of whose objects a live layer uses, and rewrites packs whose
+live objects take less than --repack-below of their bytes (default 0.5; 0: never rewrite), copying
+those objects as they are stored. Needs the Redis the workers use (STEVEDORE_REDIS_URL): it closes
+a gate that every job waits behind, waits for the active jobs to finish (at most --drain-timeout,
+default 10m), keeps every digest a queued job names, collects, and opens the gate. Pulls and
+exports pause meanwhile; references and images that are kept are never touched.
+  --dry-run   report what would be deleted and rewritten, change nothing
+Exits 1 when another gc or a compaction is running, jobs stay active past the timeout, Redis is
+unreachable, or the store is damaged (records collected, packs left alone: run stevedore verify).
 `,
   verify: `usage: stevedore verify [REF...] [--json]
 
@@ -115,6 +129,9 @@ const OPTIONS = {
   'orphan-age': { type: 'string' },
   'export-age': { type: 'string' },
   'compact-every': { type: 'string' },
+  'dry-run': { type: 'boolean' },
+  'repack-below': { type: 'string' },
+  'drain-timeout': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -186,7 +203,32 @@ async function main(argv: readonly string[]): Promise<number> {
         orphanAgeMs: ages['orphan-age'],
         exportAgeMs: ages['export-age'],
         json,
+        redisUrl,
       });
+    }
+    case 'gc': {
+      if (positionals.length > 0) return usageError(command, 'takes no arguments');
+      const { parseDuration } = await import('./commands/compact.ts');
+      const { gcCommand } = await import('./commands/gc.ts');
+      let repackBelow: number | undefined;
+      if (values['repack-below'] !== undefined) {
+        repackBelow = Number(values['repack-below']);
+        if (!/^(0|1|0?\.\d+|1\.0+)$/.test(values['repack-below']))
+          return usageError(
+            command,
+            `--repack-below: expected a fraction from 0 to 1, got "${values['repack-below']}"`,
+          );
+      }
+      let drainTimeoutMs: number | undefined;
+      if (values['drain-timeout'] !== undefined) {
+        drainTimeoutMs = parseDuration(values['drain-timeout']);
+        if (drainTimeoutMs === undefined)
+          return usageError(
+            command,
+            `--drain-timeout: expected a duration like 30s, 10m or 2h, got "${values['drain-timeout']}"`,
+          );
+      }
+      return gcCommand({ dryRun: values['dry-run'] === true, repackBelow, drainTimeoutMs, json, redisUrl });
     }
     case 'verify': {
       const { verifyCommand, VerifyUsageError } = await import('./commands/verify.ts');

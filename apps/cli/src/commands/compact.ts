@@ -8,6 +8,9 @@
  */
 import { expireStoredExports, type ExpireExportsResult } from '@stevedore/export';
 import { DEFAULT_ORPHAN_MIN_AGE_MS, type CompactResult, type RemoveOrphansResult } from '@stevedore/store';
+import type { Redis } from 'ioredis';
+import { LockManager } from '@stevedore/lock';
+import { holding, MAINTENANCE_LOCK, MaintenanceBusyError, maintenanceConnection } from '@stevedore/pipeline';
 import { withStore } from './images.ts';
 
 /** Stored exports are kept a week by default: long enough to fetch, short enough not to pile up. */
@@ -49,8 +52,38 @@ export function describeExports(r: ExpireExportsResult | undefined): string {
 }
 
 export async function compactCommand(
-  options: { minAgeMs?: number; orphanAgeMs?: number; exportAgeMs?: number; json: boolean },
+  options: { minAgeMs?: number; orphanAgeMs?: number; exportAgeMs?: number; json: boolean; redisUrl: string },
   out: NodeJS.WritableStream = process.stdout,
+  err: NodeJS.WritableStream = process.stderr,
+): Promise<number> {
+  // A garbage collection rewrites the index files too: the two take turns (the maintenance lock).
+  // Without Redis no collection can run (it needs Redis), so the compaction goes ahead unguarded.
+  let connection: Redis | undefined;
+  try {
+    connection = await maintenanceConnection(options.redisUrl);
+  } catch (e) {
+    err.write(
+      `stevedore compact: ${e instanceof Error ? e.message : String(e)}; compacting without the maintenance lock\n`,
+    );
+  }
+  try {
+    if (connection === undefined) return await compactStore(options, out);
+    const locks = new LockManager(connection);
+    return await holding(locks, MAINTENANCE_LOCK, () => compactStore(options, out));
+  } catch (e) {
+    if (e instanceof MaintenanceBusyError) {
+      err.write(`stevedore compact: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  } finally {
+    connection?.disconnect();
+  }
+}
+
+async function compactStore(
+  options: { minAgeMs?: number; orphanAgeMs?: number; exportAgeMs?: number; json: boolean },
+  out: NodeJS.WritableStream,
 ): Promise<number> {
   return withStore(async (store) => {
     const index = await store.compactIndex({ minAgeMs: options.minAgeMs });
