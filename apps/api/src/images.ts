@@ -109,16 +109,25 @@ export interface ImageLookup {
   readonly images: readonly ImageDetail[];
 }
 
-/** What a path segment names: a tag reference, or content by digest (`sha256:…` or `repo@sha256:…`). */
+/**
+ * What a path segment names: a tag reference, or content by digest (`sha256:…` or `repo@sha256:…`;
+ * the latter also names the digest reference a pull by digest keeps, `ref`).
+ */
 export type ImageTarget =
   | { readonly kind: 'tag'; readonly ref: Reference; readonly name: string }
-  | { readonly kind: 'digest'; readonly digest: Digest; readonly name: string };
+  | {
+      readonly kind: 'digest';
+      readonly digest: Digest;
+      readonly name: string;
+      /** The reference when a repository is named (`repo@sha256:…`); undefined for a bare digest. */
+      readonly ref: Reference | undefined;
+    };
 
 export function parseImageTarget(input: string): ImageTarget {
   if (!input.includes('/') && !input.includes('@')) {
     try {
       const digest = parseDigest(input);
-      return { kind: 'digest', digest, name: digest };
+      return { kind: 'digest', digest, name: digest, ref: undefined };
     } catch (err) {
       if (!(err instanceof InvalidDigestError)) throw err;
       // Not a digest: read it as a reference below (`alpine:3.20` is one).
@@ -133,7 +142,7 @@ export function parseImageTarget(input: string): ImageTarget {
   }
   return ref.digest === undefined
     ? { kind: 'tag', ref, name: formatReference(ref) }
-    : { kind: 'digest', digest: ref.digest, name: formatReference(ref) };
+    : { kind: 'digest', digest: ref.digest, name: formatReference(ref), ref };
 }
 
 /** The manifest digests an image or index blob leads to, and its media type; undefined if not stored. */
@@ -266,13 +275,17 @@ export async function describeImage(store: ImageStore, input: string): Promise<I
 }
 
 /**
- * Removes a tag reference (the images, layers and blobs stay until garbage collection). Returns
- * the normalised reference, or undefined when there was no such reference.
+ * Removes a reference: a tag, or the digest reference a pull by digest keeps (`repo@sha256:…`);
+ * the images, layers and blobs stay until garbage collection. A reference with both a tag and a
+ * digest is the tag's (the store's rule). Returns the normalised reference, or undefined when there
+ * was no such reference; a bare digest names no reference and is refused.
  */
 export async function deleteReference(store: ImageStore, input: string): Promise<string | undefined> {
   const target = parseImageTarget(input);
-  if (target.kind === 'digest') {
-    throw new BadRequestError(`cannot delete "${input}": only tag references can be deleted, not digests`);
+  if (target.ref === undefined) {
+    throw new BadRequestError(
+      `cannot delete "${input}": a bare digest is not a reference; name its repository (repo@sha256:…)`,
+    );
   }
   if ((await store.getReference(target.ref)) === undefined) return undefined;
   await store.deleteReference(target.ref);

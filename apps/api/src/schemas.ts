@@ -126,7 +126,11 @@ export const imageListSchema = {
         type: 'object',
         required: ['reference', 'digest', 'updatedAt', 'images'],
         properties: {
-          reference: str,
+          reference: {
+            ...str,
+            description:
+              '`registry/repository:tag`, or `registry/repository@sha256:…` for an image pulled by digest.',
+          },
           digest: str,
           updatedAt: str,
           images: {

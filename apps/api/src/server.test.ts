@@ -7,7 +7,13 @@ import { parseReference } from '@stevedore/oci';
 import { producerConnection } from '@stevedore/pipeline';
 import { QUEUE_PREFIX } from '@stevedore/queue';
 import { openS3Backend, Store } from '@stevedore/store';
-import { buildImage, buildIndex, buildImageFromTrees, generateTree, storeFixtureImage } from '@stevedore/testing';
+import {
+  buildImage,
+  buildIndex,
+  buildImageFromTrees,
+  generateTree,
+  storeFixtureImage,
+} from '@stevedore/testing';
 import {
   basic,
   BOARD_PASSWORD,
@@ -415,6 +421,39 @@ describe('/v1/images', () => {
     expect((await api.request(`/v1/images/${amd64Digest}`)).status).toBe(200);
   });
 
+  it('lists and deletes the digest reference a pull by digest keeps, as it does a tag', async () => {
+    const image = await buildImageFromTrees([generateTree({ seed: 14, files: 5 })]);
+    const digest = image.manifest.descriptor.digest;
+    const name = `registry.test/pinned@${digest}`;
+    await storeFixtureImage(api.store, image, name);
+    const record = (await api.store.getReference(parseReference(name)))!;
+    type Listing = {
+      references: { reference: string }[];
+      images: { manifestDigest: string; references: string[] }[];
+    };
+    const pinnedOf = (l: Listing): unknown[] =>
+      l.references.filter((r) => r.reference.startsWith('registry.test/pinned'));
+
+    const list = (await json(await api.request('/v1/images'))) as Listing;
+    expect(pinnedOf(list)).toEqual([
+      { reference: name, digest, updatedAt: record.updatedAt, images: [digest] },
+    ]);
+    expect(list.images.find((i) => i.manifestDigest === digest)?.references).toEqual([name]);
+    const shown = await api.request(`/v1/images/${encodeURIComponent(name)}`);
+    expect(shown.status).toBe(200);
+    expect(await json(shown)).toMatchObject({ reference: null, digest, images: [{ manifest: { digest } }] });
+
+    const deleted = await api.request(`/v1/images/${encodeURIComponent(name)}`, { method: 'DELETE' });
+    expect(deleted.status).toBe(204);
+    const again = await api.request(`/v1/images/${name}`, { method: 'DELETE' });
+    expect(again.status).toBe(404);
+    expect(await json(again)).toEqual({ error: `no reference "${name}" in the store` });
+    expect(pinnedOf((await json(await api.request('/v1/images'))) as Listing)).toEqual([]);
+    expect(await api.store.getReference(parseReference(name))).toBeUndefined();
+    // The image itself stays (garbage collection is separate).
+    expect((await api.request(`/v1/images/${digest}`)).status).toBe(200);
+  });
+
   it.each([
     ['GET', '/v1/images/registry.test/none:1', 404, 'no image "registry.test/none:1" in the store'],
     ['GET', '/v1/images/sha256:' + 'a'.repeat(64), 404, `no image "sha256:${'a'.repeat(64)}" in the store`],
@@ -430,7 +469,7 @@ describe('/v1/images', () => {
       'DELETE',
       `/v1/images/sha256:${'b'.repeat(64)}`,
       400,
-      `cannot delete "sha256:${'b'.repeat(64)}": only tag references can be deleted, not digests`,
+      `cannot delete "sha256:${'b'.repeat(64)}": a bare digest is not a reference; name its repository (repo@sha256:…)`,
     ],
   ])('%s %s: %i', async (method, path, status, error) => {
     const res = await api.request(path, { method });

@@ -38,11 +38,19 @@ Queues a pull of REF and prints its id. With --wait, follows it: a bar per layer
 (fetched, reused, or waited for another worker's transfer), plain lines otherwise, and exits 1
 with the reason if the pull fails. --platform defaults to this machine's platform.
 `,
-  images:
-    'usage: stevedore images [--json]\n\nLists the references in the store with their digest, platforms, layers and size.\n',
+  images: `usage: stevedore images [--json]
+
+Lists the references in the store with their digest, platforms, layers and size: tags, and
+REGISTRY/REPO@sha256:… for images pulled by digest.
+`,
   inspect:
     'usage: stevedore inspect REF\n\nPrints an image as JSON: manifest, config, layers, and what each layer takes in the store.\n',
-  rm: 'usage: stevedore rm REF...\n\nRemoves references. Exits 1 if one of them does not exist.\n',
+  rm: `usage: stevedore rm REF...
+
+Removes references: tags (REGISTRY/REPO:TAG), or the digest reference a pull by digest keeps
+(REGISTRY/REPO@sha256:…). The images stay until garbage collection. Exits 1 if one of them does not
+exist.
+`,
   compact: `usage: stevedore compact [--min-age DURATION] [--orphan-age DURATION]
        [--export-age DURATION|never] [--json]
 

@@ -55,6 +55,7 @@ export interface PipelineStore {
   importLayer(tar: Readable, expectedDiffID: DiffID, options?: PublishOptions): Promise<LayerImportStats>;
   commitLayer(record: LayerRecordInput): Promise<void>;
   commitImage(record: ImageRecordInput): Promise<void>;
+  /** `registry/repository:tag`, or `registry/repository@digest` pointing at that same digest. */
   setReference(reference: string, digest: Digest): Promise<void>;
 }
 

@@ -61,7 +61,10 @@ export interface CommitImageJob {
 /** Publishes the reference once every image of the pull is committed. */
 export interface CommitReferenceJob {
   readonly pullId: string;
-  /** The normalised reference (`registry/repository:tag`, or `@digest` pulls: no tag to publish). */
+  /**
+   * The normalised reference: `registry/repository:tag` publishes the tag, `registry/repository@digest`
+   * (a pull by digest) the digest reference.
+   */
   readonly ref: string;
   readonly resolvedDigest: string;
 }
@@ -144,7 +147,10 @@ export interface CommitImageResult {
   readonly layers: number;
 }
 export interface CommitReferenceResult {
-  /** The reference published, or undefined for a pull by digest. */
+  /**
+   * The reference published: `registry/repository:tag`, or `registry/repository@digest` for a pull
+   * by digest (undefined in results a committer wrote before pulls by digest published one).
+   */
   readonly reference: string | undefined;
   readonly resolvedDigest: string;
   readonly images: readonly CommitImageResult[];

@@ -38,7 +38,10 @@ export class MalformedTarError extends Error {
   }
 }
 
-/** Content hashed to another digest than the one it was announced with (blob or diffID). */
+/**
+ * Content hashed to another digest than the one it was announced with (blob or diffID), or a
+ * reference pinned to a digest asked to point at another one.
+ */
 export class DigestMismatchError extends Error {
   override readonly name = 'DigestMismatchError';
   readonly expected: string;

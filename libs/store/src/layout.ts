@@ -9,7 +9,8 @@
  *     layers/<alg>/<hex>.json                   layer records, by diffID
  *     layer-blobs/<alg>/<hex>.json              compressed layer digest -> diffID
  *     images/<alg>/<hex>.json                   image records, by manifest digest
- *     refs/<registry>/<repository>/_tags/<tag>.json   references
+ *     refs/<registry>/<repository>/_tags/<tag>.json             tag references
+ *     refs/<registry>/<repository>/_digests/<alg>/<hex>.json    digest references (pulls by digest)
  *     layer-variants/<alg>/<hex>/<recipe>.json  a layer's recompressed digest and size (variants.ts)
  *     exports/<id>.tar[.gz|.zst], <id>.json     export archives written by export jobs
  */
@@ -64,11 +65,34 @@ export function indexListCursor(timeMs: number): string {
   return `${PREFIX.index}${String(from).padStart(TIMESTAMP_DIGITS, '0')}`;
 }
 
-/** Tags live under `_tags/`: no repository path component can start with `_`. */
+/**
+ * Tags live under `_tags/`, digests under `_digests/`: no repository path component can start with
+ * `_`, so neither can be taken for part of a repository name.
+ */
 const TAGS_DIR = '_tags';
+const DIGESTS_DIR = '_digests';
 
-/** Key of a tag reference; throws if the reference has no tag. */
+/**
+ * Key of a reference: `registry/repository:tag` under `_tags/<tag>.json`, a digest reference
+ * `registry/repository@<alg>:<hex>` (no tag: what a pull by digest keeps) under
+ * `_digests/<alg>/<hex>.json`. A reference with both a tag and a digest is its tag's reference (the
+ * tag is the name that moves; the digest only pins what it must point at). Throws when the
+ * reference has neither.
+ */
 export function referenceKey(ref: Reference): string {
-  if (ref.tag === undefined) throw new Error(`reference ${ref.registry}/${ref.repository} has no tag`);
-  return `${PREFIX.refs}${ref.registry}/${ref.repository}/${TAGS_DIR}/${ref.tag}.json`;
+  const repository = `${PREFIX.refs}${ref.registry}/${ref.repository}/`;
+  if (ref.tag !== undefined) return `${repository}${TAGS_DIR}/${ref.tag}.json`;
+  if (ref.digest !== undefined) return path(`${repository}${DIGESTS_DIR}/`, ref.digest, '.json');
+  throw new Error(`reference ${ref.registry}/${ref.repository} has neither tag nor digest`);
+}
+
+/**
+ * The name a reference record carries (the `reference` field), for the same key as
+ * {@link referenceKey}: `registry/repository:tag`, or `registry/repository@<alg>:<hex>`.
+ */
+export function referenceName(ref: Reference): string {
+  const repository = `${ref.registry}/${ref.repository}`;
+  if (ref.tag !== undefined) return `${repository}:${ref.tag}`;
+  if (ref.digest !== undefined) return `${repository}@${ref.digest}`;
+  throw new Error(`reference ${repository} has neither tag nor digest`);
 }

@@ -110,10 +110,14 @@ export interface ImageRecord {
   readonly createdAt: string;
 }
 
-/** `refs/<registry>/<repository>/_tags/<tag>.json`: a tag and the manifest it points at. */
+/**
+ * A tag and the manifest it points at (`refs/<registry>/<repository>/_tags/<tag>.json`), or a
+ * digest reference kept by a pull by digest (`refs/<registry>/<repository>/_digests/<alg>/<hex>.json`,
+ * pointing at its own digest).
+ */
 export interface ReferenceRecord {
   readonly schemaVersion: 1;
-  /** `registry/repository:tag`. */
+  /** `registry/repository:tag`, or `registry/repository@<alg>:<hex>` for a digest reference. */
   readonly reference: string;
   /** Manifest (or index) digest. */
   readonly digest: Digest;

@@ -10,6 +10,7 @@
  */
 import {
   digesterFor,
+  formatReference,
   parseDigest,
   type Digest,
   type DiffID,
@@ -32,7 +33,16 @@ import { setGcPaceAbove, tuneHeapForStreaming } from './heap-tuning.ts';
 import { importLayer, INLINE_MAX, type ImportOptions, type ImportResult, type LayerInput } from './import.ts';
 import { openLayer, openLayerBlocks, readFile, type LayerBlock } from './layer-reader.ts';
 import { mapLimited } from './map-limited.ts';
-import { blobKey, FORMAT_KEY, imageKey, layerBlobKey, layerKey, PREFIX, referenceKey } from './layout.ts';
+import {
+  blobKey,
+  FORMAT_KEY,
+  imageKey,
+  layerBlobKey,
+  layerKey,
+  PREFIX,
+  referenceKey,
+  referenceName,
+} from './layout.ts';
 import { sharedLimiter, type Limiter } from './limiter.ts';
 import { compactIndex, type CompactOptions, type CompactResult } from './compaction.ts';
 import { removeOrphans, type RemoveOrphansOptions, type RemoveOrphansResult } from './orphans.ts';
@@ -441,17 +451,29 @@ export class Store {
   }
 
   /**
-   * Points tag reference `ref` at `digest` (a manifest or index blob that must be stored). Published
-   * last in a pull: everything it leads to is already visible.
+   * Points reference `ref` at `digest` (a manifest or index blob that must be stored). Published
+   * last in a pull: everything it leads to is already visible. A tag reference may move; a digest
+   * reference (`registry/repository@sha256:…`, a pull by digest) only ever points at its own
+   * digest, and a reference with a digest (with or without a tag) refuses any other one
+   * ({@link DigestMismatchError}). A reference with both is stored as its tag (layout.ts
+   * {@link referenceKey}).
    */
   async setReference(ref: Reference, digest: Digest, options: Signal = {}): Promise<ReferenceRecord> {
     const key = referenceKey(ref);
+    const name = referenceName(ref);
+    if (ref.digest !== undefined && ref.digest !== digest) {
+      throw new DigestMismatchError(
+        `cannot point ${formatReference(ref)} at another digest than its own`,
+        ref.digest,
+        digest,
+      );
+    }
     if (!(await this.hasBlob(digest, options))) {
-      throw new MissingDependencyError(`cannot point ${tagOf(ref)} at ${digest}: blob not in the store`);
+      throw new MissingDependencyError(`cannot point ${name} at ${digest}: blob not in the store`);
     }
     const record: ReferenceRecord = {
       schemaVersion: SCHEMA_VERSION,
-      reference: tagOf(ref),
+      reference: name,
       digest,
       updatedAt: new Date().toISOString(),
     };
@@ -573,12 +595,6 @@ export class Store {
     // A record deleted between the list and the read is simply not there any more.
     return records.filter((r) => r !== undefined);
   }
-}
-
-/** `registry/repository:tag` (a digest in the reference is ignored: the record says where it points). */
-function tagOf(ref: Reference): string {
-  referenceKey(ref); // throws when there is no tag
-  return `${ref.registry}/${ref.repository}:${ref.tag}`;
 }
 
 /**

@@ -2,8 +2,9 @@
  * Store verification (`stevedore verify`, like `git fsck` or `restic check`): reads back what the
  * store holds and checks it end to end, changing nothing.
  *
- * - references: each points at an image record, or at a stored index with at least one of its
- *   platform images committed;
+ * - references (tags, and the digest references pulls by digest keep): each points at an image
+ *   record, or at a stored index with at least one of its platform images committed; a digest
+ *   reference at its own digest;
  * - images: their manifest and config blobs are stored and hash to their digests, and every layer
  *   they list has a layer record;
  * - blobs: every blob checked is read whole and hashed (the compressed layer blobs a `keep` store
@@ -115,6 +116,10 @@ export async function verifyStore(store: Store, options: VerifyOptions = {}): Pr
   }
   for (const ref of refs) {
     const subject = `reference ${ref.name}`;
+    const pinned = parseReference(ref.name).digest;
+    // Reported, and what it points at is still checked below.
+    if (pinned !== undefined && pinned !== ref.digest)
+      problem(subject, `points at ${ref.digest}, not at its own digest`);
     const image = await store.getImage(ref.digest, { signal });
     if (image !== undefined) {
       images.set(ref.digest, image);

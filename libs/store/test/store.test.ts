@@ -657,6 +657,68 @@ describe.each(BACKENDS)('store on $name', (backend) => {
     await store.deleteReference(ref);
     expect(await store.listReferences()).toEqual([]);
   });
+
+  it('keeps digest references next to tags: round trip, listing, deletion, pinned to their own digest', async () => {
+    const store = await freshStore();
+    const a = Buffer.from('{"schemaVersion":2,"a":1}');
+    const b = Buffer.from('{"schemaVersion":2,"b":1}');
+    const [digestA, digestB] = [digestOf(a), digestOf(b)];
+    await store.putBlob(digestA, a);
+    await store.putBlob(digestB, b);
+    const tagRef = parseReference('localhost:5000/team/app:1.0');
+    const digestRef = parseReference(`localhost:5000/team/app@${digestA}`);
+
+    const tagRecord = await store.setReference(tagRef, digestB);
+    const digestRecord = await store.setReference(digestRef, digestA);
+    expect([digestRecord.reference, digestRecord.digest]).toEqual([
+      `localhost:5000/team/app@${digestA}`,
+      digestA,
+    ]);
+    expect(await store.getReference(digestRef)).toEqual(digestRecord);
+    expect(await store.getReference(tagRef)).toEqual(tagRecord);
+    const refKeys = (await keys(store)).filter((k) => k.startsWith('refs/')).map((k) => k.split(' ')[0]);
+    expect(refKeys).toEqual([
+      `refs/localhost:5000/team/app/_digests/sha256/${digestA.slice('sha256:'.length)}.json`,
+      'refs/localhost:5000/team/app/_tags/1.0.json',
+    ]);
+    const byName = (x: { reference: string }, y: { reference: string }): number =>
+      x.reference < y.reference ? -1 : 1;
+    expect((await store.listReferences()).sort(byName)).toEqual([digestRecord, tagRecord].sort(byName));
+    expect((await store.reindex()).references.sort(byName)).toEqual([digestRecord, tagRecord].sort(byName));
+
+    // A digest reference points at its own digest and nothing else; the record stays as it was.
+    await expect(store.setReference(digestRef, digestB)).rejects.toThrow(
+      new DigestMismatchError(
+        `cannot point localhost:5000/team/app@${digestA} at another digest than its own`,
+        digestA,
+        digestB,
+      ),
+    );
+    expect(await store.getReference(digestRef)).toEqual(digestRecord);
+    const absent = digestOf(Buffer.from('not stored'));
+    await expect(
+      store.setReference(parseReference(`localhost:5000/team/app@${absent}`), absent),
+    ).rejects.toThrow(
+      new MissingDependencyError(
+        `cannot point localhost:5000/team/app@${absent} at ${absent}: blob not in the store`,
+      ),
+    );
+
+    // With a tag and a digest, the reference is the tag's, pinned: it may only be set to that digest.
+    const pinnedTag = parseReference(`localhost:5000/team/app:1.0@${digestA}`);
+    await expect(store.setReference(pinnedTag, digestB)).rejects.toThrow(DigestMismatchError);
+    const moved = await store.setReference(pinnedTag, digestA);
+    expect([moved.reference, moved.digest]).toEqual(['localhost:5000/team/app:1.0', digestA]);
+    expect(await store.getReference(tagRef)).toEqual(moved);
+    expect(await store.getReference(pinnedTag)).toEqual(moved);
+
+    await store.deleteReference(digestRef);
+    expect(await store.getReference(digestRef)).toBeUndefined();
+    expect(await store.listReferences()).toEqual([moved]);
+    // Deleting again is not an error (as for tags); the blobs stay until garbage collection.
+    await store.deleteReference(digestRef);
+    expect([await store.hasBlob(digestA), await store.hasBlob(digestB)]).toEqual([true, true]);
+  });
 });
 
 describe('S3 checksum modes', () => {

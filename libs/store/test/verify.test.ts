@@ -181,6 +181,40 @@ describe.each(BACKENDS)('verifying the store on $name', (backend) => {
     expect(problems.get(`reference ${e.ref}`)).toBe(`points at ${e.manifest}, which is not in the store`);
   });
 
+  it('checks digest references (pulls by digest) as it checks tags', async () => {
+    const { store, a, b } = await twoImages();
+    const byDigest = `localhost:5000/team/a@${a.manifest}`;
+    await store.setReference(parseReference(byDigest), a.manifest);
+    const healthy = await verifyStore(store);
+    expect(healthy.problems).toEqual([]);
+    expect(healthy).toMatchObject({ references: 3, images: 2 });
+    const onlyDigest = await verifyStore(store, { references: [parseReference(byDigest)] });
+    expect(onlyDigest.problems).toEqual([]);
+    expect(onlyDigest).toMatchObject({
+      references: 1,
+      images: 1,
+      layers: { count: 1, bytes: a.layer.tarBytes },
+    });
+
+    // A digest reference record rewritten to point elsewhere, and one whose image record is gone.
+    const key = `refs/localhost:5000/team/a/_digests/sha256/${a.manifest.slice('sha256:'.length)}.json`;
+    const record = JSON.parse((await store.backend.getBytes(key)).toString('utf8')) as object;
+    await store.backend.put(key, Buffer.from(JSON.stringify({ ...record, digest: b.manifest })));
+    const c = await commitImage(store, 'localhost:5000/team/c:1', 9300);
+    const cByDigest = `localhost:5000/team/c@${c.manifest}`;
+    await store.setReference(parseReference(cByDigest), c.manifest);
+    await store.deleteReference(parseReference(c.ref));
+    await store.backend.delete(`images/sha256/${c.manifest.slice('sha256:'.length)}.json`);
+    const result = await verifyStore(store);
+    expect(result.problems).toEqual([
+      { subject: `reference ${byDigest}`, message: `points at ${b.manifest}, not at its own digest` },
+      {
+        subject: `reference ${cByDigest}`,
+        message: `points at manifest ${c.manifest}, which has no image record`,
+      },
+    ]);
+  });
+
   it('reports a reference asked about that is not in the store', async () => {
     const { store } = await twoImages();
     const result = await verifyStore(store, { references: [parseReference('localhost:5000/team/nope:1')] });

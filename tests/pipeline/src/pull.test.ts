@@ -84,6 +84,48 @@ describe.each<BackendKind>(['directory', 's3'])('pull pipeline, store on %s', (b
     }
   });
 
+  it('keeps an image pulled by digest under a digest reference, published after its image record', async () => {
+    const image = await buildImageFromTrees([generateTree({ seed: 91, files: 20 })], { compression: 'gzip' });
+    const repo = `${backend}/by-digest`;
+    await cluster.push(`${repo}:1`, image);
+    const digest = image.manifest.descriptor.digest;
+    const name = `${cluster.proxy.host}/${repo}@${digest}`;
+    const status = await cluster.wait(await cluster.submit(`${repo}@${digest}`));
+    expect([status.state, status.failedReason]).toEqual(['completed', undefined]);
+
+    const store = await cluster.openStore();
+    try {
+      const record = await store.getReference(parseReference(name));
+      expect(record && { reference: record.reference, digest: record.digest }).toEqual({
+        reference: name,
+        digest,
+      });
+      // No tag was named, so none is published (not even `latest`).
+      const ofRepo = (await store.listReferences()).filter((r) =>
+        r.reference.startsWith(`${cluster.proxy.host}/${repo}`),
+      );
+      expect(ofRepo).toEqual([record]);
+      // Published last: after the image record it leads to.
+      const imageRecord = await store.getImage(digest);
+      expect(imageRecord?.layers.map((l) => l.diffID)).toEqual(image.layers.map((l) => l.diffId));
+      expect(Date.parse(imageRecord?.createdAt ?? '')).toBeLessThanOrEqual(
+        Date.parse(record?.updatedAt ?? ''),
+      );
+
+      // Pulled again: the same one reference, nothing transferred.
+      cluster.proxy.resetCounters();
+      const again = await cluster.wait(await cluster.submit(`${repo}@${digest}`));
+      expect([again.state, again.failedReason]).toEqual(['completed', undefined]);
+      expect(cluster.proxy.requests({ method: 'GET', path: /\/blobs\// })).toEqual([]);
+      const after = (await store.listReferences()).filter((r) =>
+        r.reference.startsWith(`${cluster.proxy.host}/${repo}`),
+      );
+      expect(after.map((r) => [r.reference, r.digest])).toEqual([[name, digest]]);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('readies the store of hasher processes as they start, not of fetchers or committers', () => {
     const prepared = (w: Cluster['workers'][number]): boolean =>
       w.output().includes('"msg":"store prepared"');

@@ -1,6 +1,8 @@
 /**
  * `stevedore images`, `stevedore inspect REF`, `stevedore rm REF`: what the store holds. They
  * read the store named by the environment (STEVEDORE_STORE and the S3 variables), as workers do.
+ * References are tags (`registry/repo:tag`) and the digest references pulls by digest keep
+ * (`registry/repo@sha256:…`): both are listed and removed alike.
  */
 import { parseEnv } from '@stevedore/config';
 import { digestHex, formatPlatform, parseManifest, parseReference, type Digest } from '@stevedore/oci/spec';
