@@ -126,7 +126,12 @@ describe.each(BACKENDS)('garbage collection on $name', (backend) => {
    * Image a: 4 files shared with b and 12 of its own (a pack three quarters dead once a goes);
    * image b: the 4 shared files (reused from a's pack) and 4 of its own.
    */
-  async function twoImages(): Promise<{ store: Store; open: () => Promise<Store>; a: Committed; b: Committed }> {
+  async function twoImages(): Promise<{
+    store: Store;
+    open: () => Promise<Store>;
+    a: Committed;
+    b: Committed;
+  }> {
     const open = await backend.location();
     const store = await open();
     const shared = files('shared', 5100, 4);
@@ -146,7 +151,9 @@ describe.each(BACKENDS)('garbage collection on $name', (backend) => {
     expect(r.repacked.packs.count).toBe(0);
     // Only the index files change: the two imports' files are replaced by one listing all objects.
     const after = await allKeys(store);
-    expect(after.filter((k) => !k.startsWith('index/'))).toEqual(before.filter((k) => !k.startsWith('index/')));
+    expect(after.filter((k) => !k.startsWith('index/'))).toEqual(
+      before.filter((k) => !k.startsWith('index/')),
+    );
     expect(r.indexFiles).toEqual({ before: 2, written: 1 });
     expect((await verifyStore(store)).problems).toEqual([]);
   });
@@ -203,6 +210,23 @@ describe.each(BACKENDS)('garbage collection on $name', (backend) => {
     expect((await verifyStore(fresh)).problems).toEqual([]);
   });
 
+  it('keeps an image pulled by digest (its digest reference), and collects it once that is removed', async () => {
+    const open = await backend.location();
+    const store = await open();
+    const d = await commitImage(store, 'localhost:5000/team/d:1', files('d', 6500, 5));
+    // As a pull by digest leaves it: the digest reference only.
+    await store.deleteReference(parseReference(d.ref));
+    const byDigest = parseReference(`localhost:5000/team/d@${d.manifest}`);
+    await store.setReference(byDigest, d.manifest);
+    const kept = await store.collectGarbage();
+    expect(kept.live).toMatchObject({ references: 1, images: 1, layers: 1 });
+    expect(kept.deleted.images.count + kept.deleted.layers.count + kept.deleted.blobs.count).toBe(0);
+    await store.deleteReference(byDigest);
+    const gone = await store.collectGarbage();
+    expect(gone.deleted).toMatchObject({ images: { count: 1 }, layers: { count: 1 }, blobs: { count: 3 } });
+    expect(await keysUnder(store, 'packs/')).toEqual([]);
+  });
+
   it('deletes a pack none of whose objects is live, and keeps a mostly live one with its dead bytes counted', async () => {
     const open = await backend.location();
     const store = await open();
@@ -229,7 +253,9 @@ describe.each(BACKENDS)('garbage collection on $name', (backend) => {
   it('keeps what queued work names (roots): a pull whose layer is committed but whose image is not yet', async () => {
     const open = await backend.location();
     const store = await open();
-    const pending = await commitImage(store, 'localhost:5000/team/p:1', files('p', 7100, 5), { image: false });
+    const pending = await commitImage(store, 'localhost:5000/team/p:1', files('p', 7100, 5), {
+      image: false,
+    });
     const kept = await store.collectGarbage({ roots: [pending.manifest, 'not a digest'] });
     expect(kept.problems).toEqual([]);
     expect(kept.deleted.layers.count).toBe(0);
@@ -254,7 +280,9 @@ describe.each(BACKENDS)('garbage collection on $name', (backend) => {
     const r = await store.collectGarbage();
     expect(r.repacked.packs.count).toBe(1);
     // Its index still places b's shared objects in a's deleted pack: reading fails.
-    await expect(collect(await worker.openLayer(b.layer.diffID))).rejects.toThrow(/not found|no such|NoSuchKey/i);
+    await expect(collect(await worker.openLayer(b.layer.diffID))).rejects.toThrow(
+      /not found|no such|NoSuchKey/i,
+    );
     await worker.forgetObjectIndex();
     expect(await collect(await worker.openLayer(b.layer.diffID))).toEqual(b.tar);
   });
