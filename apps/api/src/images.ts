@@ -276,7 +276,7 @@ export async function describeImage(store: ImageStore, input: string): Promise<I
 
 /**
  * Removes a reference: a tag, or the digest reference a pull by digest keeps (`repo@sha256:…`);
- * the images, layers and blobs stay until garbage collection. A reference with both a tag and a
+ * the images, layers and blobs stay until garbage collection (`stevedore gc`). A reference with both a tag and a
  * digest is the tag's (the store's rule). Returns the normalised reference, or undefined when there
  * was no such reference; a bare digest names no reference and is refused.
  */

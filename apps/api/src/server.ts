@@ -353,7 +353,7 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
       schema: routeSchema({
         summary: 'Remove a reference: a tag, or the `repo@sha256:…` a pull by digest keeps',
         description:
-          'Images, layers and blobs stay until garbage collection. A bare digest names no reference: 400.',
+          'Images, layers and blobs stay until garbage collection (stevedore gc; in Kubernetes a daily CronJob). A bare digest names no reference: 400.',
         tags: ['images'],
         params: refParams,
         response: { 204: { type: 'null', description: 'Removed' }, 400: errorSchema, 404: errorSchema },

@@ -36,6 +36,7 @@ export const SDK_ENV: readonly string[] = ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCE
 export const SCHEDULED: Readonly<Record<string, { readonly schema: Schema }>> = {
   compact: { schema: WORKER_ENV },
   verify: { schema: WORKER_ENV },
+  gc: { schema: WORKER_ENV },
 };
 
 /** The app a container runs (`['node', 'apps/api/src/main.ts']` → `api`), if it runs one. */
