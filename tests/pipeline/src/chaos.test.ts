@@ -4,15 +4,25 @@
  * up on after repeated stalls is submitted again, as a user would), every committed layer must
  * rebuild to its diffID, the references must point at the pushed images, no lock may be left
  * behind, what the killed workers left in the store must go without taking anything a layer
- * needs, and a pull of everything again must fetch nothing.
+ * needs, and a pull of everything again must fetch nothing. A garbage collection runs in the middle
+ * of it all (an image pulled and removed before is its garbage): it must take nothing that the
+ * pulls in flight, their committed layers or the finished images need.
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseReference } from '@stevedore/oci';
 import '@stevedore/testing';
+import { maintenanceConnection, runGarbageCollection, type GcRunResult } from '@stevedore/pipeline';
 import { verifyStore } from '@stevedore/store';
 import { buildImageFromTrees, generateTree, type FixtureImage, type WorkerRole } from '@stevedore/testing';
-import { assertEveryLayerRebuilds, startCluster, until, type BackendKind, type Cluster } from './harness.ts';
+import {
+  assertEveryLayerRebuilds,
+  layersOf,
+  startCluster,
+  until,
+  type BackendKind,
+  type Cluster,
+} from './harness.ts';
 
 const MiB = 1024 * 1024;
 /** Every role twice at least (`all` serves them all), so a killed role is never the only one. */
@@ -68,7 +78,29 @@ describe.each<BackendKind>(['directory', 's3'])('kill -9 at random moments, stor
     const repos = images.map((_, i) => `${backend}/chaos-${SEED}-${i}:1`);
     for (const [i, image] of images.entries()) await cluster.push(repos[i]!, image);
 
+    // Garbage for the collection: an image of its own, pulled, then its reference removed.
+    const doomed = await buildImageFromTrees([generateTree({ seed: 99, files: 50, root: 'doomed' })]);
+    const doomedRepo = `${backend}/chaos-${SEED}-doomed:1`;
+    await cluster.push(doomedRepo, doomed);
+    expect((await cluster.wait(await cluster.submit(doomedRepo))).state).toBe('completed');
+    const remover = await cluster.openStore();
+    await remover.deleteReference(parseReference(`${cluster.proxy.host}/${doomedRepo}`));
+    await remover.close();
+
     const ids = await Promise.all(repos.map((r) => cluster.submit(r)));
+    // The collection starts while the pulls run and workers are killed; it waits for the active
+    // jobs, and the pulls' later jobs wait for it.
+    const collection = (async (): Promise<GcRunResult> => {
+      await new Promise((r) => setTimeout(r, 500 + random() * 1500));
+      const redis = await maintenanceConnection(cluster.redisUrl);
+      const store = await cluster.openStore();
+      try {
+        return await runGarbageCollection({ connection: redis, store }, { drainTimeoutMs: 120_000 });
+      } finally {
+        await store.close();
+        redis.disconnect();
+      }
+    })();
     let killing = true;
     let kills = 0;
     const killer = (async () => {
@@ -99,7 +131,18 @@ describe.each<BackendKind>(['directory', 's3'])('kill -9 at random moments, stor
       killing = false;
       await killer;
     });
-    console.log(`seed ${SEED}: ${kills} kills; ${outcomes.length} resubmissions`, outcomes);
+    const collected = await collection;
+    console.log(
+      `seed ${SEED}: ${kills} kills; ${outcomes.length} resubmissions`,
+      outcomes,
+      `; gc: ${collected.roots} roots, ${collected.woken} jobs woken, deleted`,
+      JSON.stringify(collected.deleted),
+    );
+    expect(collected.problems).toEqual([]);
+    // It took the removed image (its layer is its own) and nothing else.
+    expect(collected.deleted.images.count).toBe(1);
+    expect(collected.deleted.layers.count).toBe(1);
+    const doomedLayer = layersOf(doomed)[0]!;
     expect(results.map((s) => [s.state, s.failedReason])).toEqual(repos.map(() => ['completed', undefined]));
 
     const store = await cluster.openStore();
@@ -111,6 +154,7 @@ describe.each<BackendKind>(['directory', 's3'])('kill -9 at random moments, stor
       expect(await assertEveryLayerRebuilds(store)).toBe(
         new Set(images.flatMap((im) => im.layers.map((l) => l.diffId))).size,
       );
+      expect(await store.getLayer(doomedLayer.diffID)).toBeUndefined();
     } finally {
       await store.close();
     }
