@@ -8,7 +8,9 @@
  * 5. Prints the dedup figures: registry bytes served against unique bytes, and what the store holds.
  * 6. Exports one image with `stevedore export` and verifies the archive with skopeo.
  * 7. Reads the whole store back with `stevedore verify`.
- * 8. Leaves the API and Bull Board running, with their address and credentials, until Ctrl-C
+ * 8. Removes app-b (`stevedore rm`) and collects what only it used (`stevedore gc`, while the
+ *    workers wait behind its gate), then verifies again.
+ * 9. Leaves the API and Bull Board running, with their address and credentials, until Ctrl-C
  *    (`npm run demo -- --exit` stops instead).
  */
 import { execFile } from 'node:child_process';
@@ -202,7 +204,14 @@ async function main(): Promise<void> {
     const verified = await run(process.execPath, [CLI, 'verify'], { env: { ...process.env, ...env } });
     say(`   ${verified.stdout.trim()}`);
 
-    say('\n7. the API and Bull Board');
+    say('\n7. removing app-b and collecting what only it used (`stevedore rm`, `stevedore gc`)');
+    const cli = (args: string[]): Promise<{ stdout: string; stderr: string }> =>
+      run(process.execPath, [CLI, ...args], { env: { ...process.env, ...env } });
+    say(`   ${(await cli(['rm', refs[1] ?? ''])).stdout.trim()}`);
+    for (const line of (await cli(['gc'])).stdout.trim().split('\n')) say(`   ${line}`);
+    say(`   ${(await cli(['verify'])).stdout.trim()}`);
+
+    say('\n8. the API and Bull Board');
     say(`   api         http://127.0.0.1:${apiPort}/v1/images   (Authorization: Bearer ${token})`);
     say(`   bull board  http://127.0.0.1:${apiPort}/admin/queues   (user admin, password ${token})`);
     say(`   metrics     http://127.0.0.1:${apiPort}/metrics`);

@@ -16,7 +16,8 @@ import {
 import { withStore } from './images.ts';
 
 const MB = 1000 * 1000;
-const mb = (bytes: number): string => `${(bytes / MB).toFixed(1)} MB`;
+/** Two decimals below 10 MB: a small pack or splitstream is not shown as 0.0 MB. */
+const mb = (bytes: number): string => `${(bytes / MB).toFixed(bytes < 10 * MB ? 2 : 1)} MB`;
 
 export function describeCollection(r: GcRunResult): string {
   const d = r.deleted;
@@ -27,8 +28,7 @@ export function describeCollection(r: GcRunResult): string {
     `  ${d.blobs.count} blob(s) (${mb(d.blobs.bytes)}), ${d.packs.count} pack(s) with no live object (${mb(d.packs.bytes)})`,
     `Repacked: ${r.repacked.packs.count} mostly dead pack(s) (${mb(r.repacked.packs.bytes)}) into about ${r.repacked.written.count} (${mb(r.repacked.written.bytes)} live)`,
     `Kept: ${r.live.references} reference(s), ${r.live.images} image(s), ${r.live.layers} layer(s), ` +
-      `${r.live.blobs.count} blob(s) (${mb(r.live.blobs.bytes)}), ${r.live.objects.count} object(s) (${mb(r.live.objects.bytes)} stored); ` +
-      `${r.roots} digest(s) of queued jobs kept as roots`,
+      `${r.live.blobs.count} blob(s) (${mb(r.live.blobs.bytes)}), ${r.live.objects.count} object(s) (${mb(r.live.objects.bytes)} stored)`,
     `  ${mb(r.deadBytesKept)} of dead objects left in packs that are mostly live`,
     r.dryRun
       ? `Index: ${r.indexFiles.before} file(s) would be rewritten`
