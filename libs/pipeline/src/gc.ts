@@ -12,9 +12,9 @@
  * 3. Queued work is kept: every digest in the payload of a job not finished (waiting, delayed,
  *    waiting for children) is a root, so a pull whose layers are committed and whose image is not
  *    yet keeps them.
- * 4. It collects, bumps the store generation (every worker process forgets its object index
- *    before its next job: the index files were rewritten and packs deleted), and opens the gate,
- *    waking the parked jobs.
+ * 4. It collects and, when it deleted or rewrote packs (or failed halfway), bumps the store
+ *    generation (every worker process forgets its object index before its next job: the index
+ *    files were rewritten and packs deleted), and opens the gate, waking the parked jobs.
  * Both locks are renewed while it runs; a crash lets them expire (30 s), and the parked jobs'
  * deadlines bring them back. A collection stopped halfway leaves only garbage (see the store's).
  */
@@ -138,18 +138,23 @@ export async function runGarbageCollection(
             await drain(queues, options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS, step, signal);
             const roots = await queuedRoots(queues);
             step(`${roots.length} digests in queued jobs kept as roots`);
+            let collected: CollectResult;
             try {
-              const collected = await store.collectGarbage({
+              collected = await store.collectGarbage({
                 roots,
                 signal,
                 ...(options.dryRun === undefined ? {} : { dryRun: options.dryRun }),
                 ...(options.repackBelow === undefined ? {} : { repackBelow: options.repackBelow }),
               });
-              return { ...collected, roots: roots.length };
-            } finally {
-              // Even a collection that stopped halfway may have rewritten the index files.
+            } catch (err) {
+              // A collection that stopped halfway may have rewritten the index files.
               if (options.dryRun !== true) await connection.incr(GC_GENERATION_KEY);
+              throw err;
             }
+            // Processes reload their object index only when packs went (records are not cached).
+            if (collected.deleted.packs.count > 0 || collected.repacked.packs.count > 0)
+              await connection.incr(GC_GENERATION_KEY);
+            return { ...collected, roots: roots.length };
           },
           options.signal,
         );

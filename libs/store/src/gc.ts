@@ -105,7 +105,10 @@ export interface CollectResult {
   readonly repacked: { readonly packs: Collected; readonly written: Collected };
   /** Stored bytes of dead objects left in packs that stay (mostly live: below the repack share). */
   readonly deadBytesKept: number;
-  /** Index files replaced, and written. */
+  /**
+   * Index files before, and written in their place (0 when no pack was deleted or rewritten: the
+   * index files then stay as they are).
+   */
   readonly indexFiles: { readonly before: number; readonly written: number };
   /** Why the object sweep was skipped (empty when it ran). */
   readonly problems: readonly string[];
@@ -283,7 +286,9 @@ export async function collectGarbage(
   await remove(deadLayerKeys);
   await remove([...deadSplitstreamKeys, ...deadVariantKeys]);
   await remove(deadBlobKeys);
-  if (plan.problems.length === 0) {
+  // With no pack to delete or rewrite, the index files stay as they are (the dead objects they
+  // still list are in packs that stay: harmless), and no process need reload them.
+  if (plan.problems.length === 0 && (plan.deadPackIds.length > 0 || plan.repackIds.size > 0)) {
     const written = await sweepObjects(store, plan, signal);
     // This process's own index places objects in the packs just deleted.
     await objects.forget();
@@ -353,7 +358,7 @@ async function planObjects(
           problems.push(
             `layer ${layer.diffID}: object sha256:${Buffer.from(hash).toString('hex')} is in no index`,
           );
-          continue;
+          break;
         }
         liveLocations.push({ hash, loc });
         liveBytes.set(loc.pack, (liveBytes.get(loc.pack) ?? 0) + loc.stored);
