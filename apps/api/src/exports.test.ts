@@ -13,6 +13,8 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseReference, RegistryClient } from '@stevedore/oci';
 import {
+  GC_GATE,
+  runGarbageCollection,
   createLogger,
   pipelineStore,
   startWorkerHost,
@@ -20,6 +22,8 @@ import {
   type WorkerHost,
 } from '@stevedore/pipeline';
 import { QUEUE_PREFIX, QUEUES } from '@stevedore/queue';
+import { LockManager } from '@stevedore/lock';
+import { openStore } from '@stevedore/store';
 import { buildImageFromTrees, generateTree, storeFixtureImage, type FixtureImage } from '@stevedore/testing';
 import { redisUrl, startApi, TOKEN, type TestApi } from '../test/support.ts';
 
@@ -405,5 +409,58 @@ describe('export jobs', () => {
   ])('%s is 404', async (path) => {
     const res = await api.request(path);
     expect(res.status).toBe(404);
+  });
+});
+
+// Last: it removes the damaged image the tests above download.
+describe('downloads and garbage collection', () => {
+  it('refuses a download while a collection runs (503, Retry-After), and reads the rewritten packs after it', async () => {
+    // v's files are all in w's layer too, imported first: v's objects live in w's pack. Once w is
+    // removed, that pack is mostly dead and the collection rewrites it, moving v's objects.
+    const shared = generateTree({ seed: 61, files: 12, root: 'shared' });
+    const extra = generateTree({ seed: 62, files: 60, root: 'extra' });
+    const w = await buildImageFromTrees([[...shared, ...extra]]);
+    const v = await buildImageFromTrees([shared]);
+    const writer = await openStore({ backend: { kind: 'directory', path: api.storeDir } });
+    try {
+      await storeFixtureImage(writer, w, 'registry.test/gc/w:1');
+      await storeFixtureImage(writer, v, 'registry.test/gc/v:1');
+      const first = await post('/v1/exports/download', {
+        refs: ['registry.test/gc/v:1'],
+        compression: 'none',
+      });
+      expect(first.status).toBe(200);
+      const before = Buffer.from(await first.arrayBuffer());
+
+      const locks = new LockManager(api.workerRedis);
+      const gate = await locks.tryAcquire(GC_GATE);
+      expect(gate.acquired).toBe(true);
+      if (!gate.acquired) return;
+      const refused = await post('/v1/exports/download', { refs: ['registry.test/gc/v:1'] });
+      expect(refused.status).toBe(503);
+      expect(refused.headers.get('retry-after')).toBe('30');
+      expect(((await refused.json()) as { error: string }).error).toMatch(/garbage collection/);
+      await locks.release(gate.grant);
+
+      await writer.deleteReference(parseReference('registry.test/gc/w:1'));
+      // The deliberately damaged image goes too: with it live, the collection would find the store
+      // damaged and leave every pack alone.
+      await writer.deleteReference(parseReference(BROKEN));
+      const collected = await runGarbageCollection(
+        { connection: api.workerRedis, store: writer },
+        { repackBelow: 0.9 },
+      );
+      expect(collected.problems).toEqual([]);
+      expect(collected.repacked.packs.count).toBe(1);
+      // The API process placed v's objects in the pack that is gone; it reloads its index first.
+      const after = await post('/v1/exports/download', {
+        refs: ['registry.test/gc/v:1'],
+        compression: 'none',
+      });
+      expect(after.status).toBe(200);
+      expect(Buffer.from(await after.arrayBuffer())).toEqual(before);
+    } finally {
+      await writer.close();
+    }
   });
 });

@@ -40,7 +40,7 @@ import {
 } from '@stevedore/export';
 import { InvalidPlatformError } from '@stevedore/oci';
 import { ObjectNotFoundError } from '@stevedore/store';
-import { exportPath } from '@stevedore/pipeline';
+import { CollectionRunningError, exportPath } from '@stevedore/pipeline';
 import { JOBS, type ExportJob, type ExportResult } from '@stevedore/queue';
 import { routeSchema } from './openapi.ts';
 import { errorSchema } from './schemas.ts';
@@ -161,14 +161,23 @@ const archiveResponse = {
   description: 'The archive (application/x-tar, +gzip or +zstd).',
 } as const;
 
+/** Retry-After of a download refused while a garbage collection runs. */
+const COLLECTION_RETRY_AFTER_S = 30;
+
 export interface ExportRouteDeps {
   readonly store: ExportStore;
+  /**
+   * Called before a download reads the store: throws CollectionRunningError while a garbage
+   * collection runs (503), and makes the process forget its object index after one (StoreGate).
+   */
+  readonly beforeRead?: () => Promise<void>;
   /** The `export` queue (a producer connection). */
   readonly queue: Queue;
 }
 
 /** A client error before any byte: the status and the message. */
 function refusal(err: unknown): { status: number; message: string } | undefined {
+  if (err instanceof CollectionRunningError) return { status: 503, message: err.message };
   if (err instanceof UnknownReferenceError) return { status: 404, message: err.message };
   if (err instanceof IncompleteImageError) return { status: 409, message: err.message };
   if (err instanceof ExportRequestError || err instanceof InvalidPlatformError) {
@@ -253,13 +262,20 @@ export function registerExportRoutes(app: FastifyInstance, deps: ExportRouteDeps
         tags: ['exports'],
         body: exportRequestSchema,
         produces: 'application/x-tar',
-        response: { 200: archiveResponse, 400: errorSchema, 404: errorSchema, 409: errorSchema },
+        response: {
+          200: archiveResponse,
+          400: errorSchema,
+          404: errorSchema,
+          409: errorSchema,
+          503: errorSchema,
+        },
       }),
     },
     async (req, reply) => {
       const signal = clientGone(reply);
       let plan: ExportPlan;
       try {
+        await deps.beforeRead?.();
         const options = request(req.body);
         plan = await planExport(
           store,
@@ -269,6 +285,8 @@ export function registerExportRoutes(app: FastifyInstance, deps: ExportRouteDeps
       } catch (err) {
         const refused = refusal(err);
         if (refused === undefined) throw err;
+        // A collection holds its gate for seconds to minutes: come back in a while.
+        if (refused.status === 503) reply.header('retry-after', String(COLLECTION_RETRY_AFTER_S));
         return reply.code(refused.status).send({ error: refused.message });
       }
       await stream(

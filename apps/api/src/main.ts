@@ -10,7 +10,9 @@ import {
   producerConnection,
   PullSubmitter,
   redactUrl,
+  StoreGate,
 } from '@stevedore/pipeline';
+import { LockManager } from '@stevedore/lock';
 import { openStore } from '@stevedore/store';
 import { loadConfig, type ApiConfig } from './config.ts';
 import { buildServer } from './server.ts';
@@ -39,7 +41,19 @@ const submitter = new PullSubmitter(redis);
 const metrics = new Registry();
 collectDefaultMetrics({ register: metrics, prefix: 'stevedore_api_' });
 
-const app = await buildServer({ config, redis, submitter, store, metrics, logger });
+// Downloads read layers: refused while a garbage collection runs, and the object index forgotten
+// after one. No generation read at start (Redis may not be up yet): the first download forgets an
+// index that nothing has loaded yet, which costs nothing.
+const gate = new StoreGate(redis, new LockManager(redis), () => store.forgetObjectIndex());
+const app = await buildServer({
+  config,
+  redis,
+  submitter,
+  store,
+  metrics,
+  logger,
+  beforeStoreRead: () => gate.beforeRead(),
+});
 await app.listen({ port: config.STEVEDORE_API_PORT, host: config.STEVEDORE_API_HOST });
 logger.info(
   { redis: redactUrl(config.STEVEDORE_REDIS_URL), store: store.backend.description },

@@ -78,6 +78,11 @@ export interface ApiDeps {
     };
   /** Where /metrics comes from; the server registers the queue and pipeline metrics in it. */
   readonly metrics: Registry;
+  /**
+   * Before a download reads layers from the store: refuses while a garbage collection runs, and
+   * forgets the object index after one (libs/pipeline StoreGate.beforeRead).
+   */
+  readonly beforeStoreRead?: () => Promise<void>;
   readonly logger?: Logger;
   readonly version?: string;
 }
@@ -373,6 +378,7 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
   registerExportRoutes(app, {
     store: deps.store,
     queue: queues.find((q) => q.name === QUEUES.export)!,
+    ...(deps.beforeStoreRead === undefined ? {} : { beforeRead: deps.beforeStoreRead }),
   });
 
   // ---- Bull Board -----------------------------------------------------------------------------

@@ -11,7 +11,8 @@ import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { inject } from 'vitest';
-import { producerConnection, PullSubmitter } from '@stevedore/pipeline';
+import { LockManager } from '@stevedore/lock';
+import { producerConnection, PullSubmitter, StoreGate } from '@stevedore/pipeline';
 import { openStore, type Store } from '@stevedore/store';
 import '@stevedore/testing';
 import { buildServer } from '../src/server.ts';
@@ -52,6 +53,7 @@ export async function startApi(db: number): Promise<TestApi> {
   const storeDir = await mkdtemp(join(tmpdir(), 'stevedore-api-test-'));
   const store = await openStore({ backend: { kind: 'directory', path: storeDir } });
   const submitter = new PullSubmitter(redis);
+  const gate = new StoreGate(redis, new LockManager(redis), () => store.forgetObjectIndex());
   const app = await buildServer({
     config: {
       STEVEDORE_API_TOKEN: TOKEN,
@@ -62,6 +64,8 @@ export async function startApi(db: number): Promise<TestApi> {
     submitter,
     store,
     metrics: new Registry(),
+    // As main.ts wires it.
+    beforeStoreRead: () => gate.beforeRead(),
   });
   await app.listen({ port: 0, host: '127.0.0.1' });
   const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;

@@ -52,22 +52,31 @@ export async function readGcGeneration(redis: Redis): Promise<string> {
   return (await redis.get(GC_GENERATION_KEY)) ?? '0';
 }
 
+/** A garbage collection is running: a read that does not wait behind the gate is refused. */
+export class CollectionRunningError extends Error {
+  override readonly name = 'CollectionRunningError';
+}
+
 /**
- * The workers' side: every job passes the gate before it runs, and the first job after a
- * collection makes the process forget its object index (all jobs of the process wait for that).
+ * A process's side of collections. Workers: every job passes the gate before it runs
+ * ({@link StoreGate.enter}). Other readers of the store (the API's archive downloads):
+ * {@link StoreGate.beforeRead} refuses while a collection runs. Both make the first caller after a
+ * collection forget the process's object index (every caller waits for that).
  */
 export class StoreGate {
   readonly #redis: Redis;
+  readonly #locks: LockManager;
   readonly #forget: () => Promise<void>;
   #seen: string | undefined;
   #forgetting: Promise<void> = Promise.resolve();
 
   /**
    * `generation`: what {@link readGcGeneration} said before the process loaded its index
-   * (undefined: the first job forgets the index, whatever it is).
+   * (undefined: the first caller forgets the index, whatever it is).
    */
-  constructor(redis: Redis, forget: () => Promise<void>, generation?: string) {
+  constructor(redis: Redis, locks: LockManager, forget: () => Promise<void>, generation?: string) {
     this.#redis = redis;
+    this.#locks = locks;
     this.#forget = forget;
     this.#seen = generation;
   }
@@ -75,6 +84,20 @@ export class StoreGate {
   /** Returns when the job may run; throws BullMQ's DelayedError when it parked behind a collection. */
   async enter(ctx: LockedWorkContext): Promise<void> {
     await passGate(ctx, GC_GATE);
+    await this.#sync();
+  }
+
+  /** Throws {@link CollectionRunningError} while a collection runs; else returns, index current. */
+  async beforeRead(): Promise<void> {
+    if ((await this.#locks.currentFence(GC_GATE)) !== undefined) {
+      throw new CollectionRunningError(
+        'a garbage collection of the store is running: try again when it ends',
+      );
+    }
+    await this.#sync();
+  }
+
+  async #sync(): Promise<void> {
     const generation = await readGcGeneration(this.#redis);
     if (generation !== this.#seen) {
       this.#seen = generation;

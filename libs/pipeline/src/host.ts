@@ -130,6 +130,7 @@ export function startWorkerHost(options: HostOptions): WorkerHost {
   };
   const gate = new StoreGate(
     connection,
+    locks,
     options.onStoreCollected ?? (() => Promise.resolve()),
     options.gcGeneration,
   );

@@ -245,6 +245,7 @@ export async function collectGarbage(
   // ---- objects (marked before anything is deleted: a dry run reports them too) --------------
   const liveLayerRecords = layers.filter((l) => liveLayers.has(l.diffID));
   const plan = await planObjects(store, objects, liveLayerRecords, repackBelow, signal);
+  const damaged = plan.problems.length > 0;
 
   const result = {
     dryRun,
@@ -265,10 +266,13 @@ export async function collectGarbage(
       splitstreams: total(deadSplitstreamKeys, splitstreamList),
       variants: total(deadVariantKeys, variantList),
       blobs: { count: deadBlobs.length, bytes: deadBlobs.reduce((n, b) => n + b.size, 0) },
-      packs: plan.deadPacks,
+      packs: damaged ? none() : plan.deadPacks,
     },
-    repacked: { packs: plan.repackPacks, written: plan.repackWritten },
-    deadBytesKept: plan.deadBytesKept,
+    // A damaged store keeps its packs: nothing to report there but the problems.
+    repacked: damaged
+      ? { packs: none(), written: none() }
+      : { packs: plan.repackPacks, written: plan.repackWritten },
+    deadBytesKept: damaged ? 0 : plan.deadBytesKept,
     indexFiles: { before: plan.indexFiles.length, written: 0 },
     problems: plan.problems,
   };

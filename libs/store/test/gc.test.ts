@@ -294,6 +294,8 @@ describe.each(BACKENDS)('garbage collection on $name', (backend) => {
     expect(r.problems).toHaveLength(1);
     expect(r.problems[0]).toContain(`layer ${b.layer.diffID}`);
     expect(r.deleted.layers.count).toBe(1);
+    expect(r.deleted.packs).toEqual({ count: 0, bytes: 0 });
+    expect(r.repacked.packs).toEqual({ count: 0, bytes: 0 });
     expect(await store.getLayer(a.layer.diffID)).toBeUndefined();
     expect(await keysUnder(store, 'packs/')).toEqual(packsBefore);
     expect(await keysUnder(store, 'index/')).toEqual(indexBefore);
