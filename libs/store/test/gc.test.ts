@@ -4,40 +4,12 @@
  * queued work; a dry run changes nothing; a damaged store keeps its packs; a process that loaded
  * the index before a collection reads correctly once it forgets it.
  */
-import {
-  digestOf,
-  parseDiffID,
-  parseMediaType,
-  parseReference,
-  type Digest,
-  type DiffID,
-} from '@stevedore/oci';
-import { gzipSync } from 'node:zlib';
+import { parseReference, type Digest } from '@stevedore/oci';
 import { describe, expect, it } from 'vitest';
-import { listAll, verifyStore, type Store } from '../src/index.ts';
+import { verifyStore, type Store } from '../src/index.ts';
 import { BACKENDS } from './backends.ts';
-import { chunked, collect, KiB, packTar, randomFiles, type PackEntry } from './fixtures.ts';
-
-const LAYER_GZIP = parseMediaType('application/vnd.oci.image.layer.v1.tar+gzip');
-const MANIFEST = parseMediaType('application/vnd.oci.image.manifest.v1+json');
-const CONFIG = parseMediaType('application/vnd.oci.image.config.v1+json');
-
-interface Committed {
-  readonly ref: string;
-  readonly manifest: Digest;
-  readonly config: Digest;
-  readonly layer: { readonly digest: Digest; readonly diffID: DiffID };
-  readonly tar: Buffer;
-  readonly splitstream: string;
-  /** Pack keys the layer's import wrote. */
-  readonly packs: string[];
-}
-
-async function keysUnder(store: Store, prefix: string): Promise<string[]> {
-  const out: string[] = [];
-  for await (const { key } of listAll(store.backend, prefix)) out.push(key);
-  return out.sort();
-}
+import { chunked, collect, KiB, randomFiles, type PackEntry } from './fixtures.ts';
+import { commitImage, keysUnder, type Committed } from './images.ts';
 
 async function allKeys(store: Store): Promise<string[]> {
   return keysUnder(store, '');
@@ -49,60 +21,6 @@ function files(dir: string, seed: number, count: number): PackEntry[] {
     ...e,
     header: { ...e.header, name: `${dir}/${e.header.name}` },
   }));
-}
-
-/**
- * Commits a one-layer image the way the pipeline does: blobs, layer, layer blob, image, and (unless
- * `ref` is undefined: a pull between its layer and image commits) the image record and reference.
- */
-async function commitImage(
-  store: Store,
-  ref: string,
-  entries: readonly PackEntry[],
-  options: { image?: boolean } = {},
-): Promise<Committed> {
-  const tar = await packTar(entries);
-  const diffID = parseDiffID(digestOf(tar));
-  const blob = gzipSync(tar);
-  const digest = digestOf(blob);
-  const config = Buffer.from(
-    JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [diffID] } }),
-  );
-  const configDigest = digestOf(config);
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: MANIFEST,
-      config: { mediaType: CONFIG, digest: configDigest, size: config.length },
-      layers: [{ mediaType: LAYER_GZIP, digest, size: blob.length }],
-    }),
-  );
-  const manifestDigest = digestOf(manifest);
-  const packsBefore = new Set(await keysUnder(store, 'packs/'));
-  await store.putBlob(digest, blob);
-  const imported = await store.importLayer(chunked(tar));
-  const packs = (await keysUnder(store, 'packs/')).filter((k) => !packsBefore.has(k));
-  await store.commitLayer({ digest, diffID, size: blob.length, mediaType: LAYER_GZIP });
-  await store.putBlob(configDigest, config);
-  await store.putBlob(manifestDigest, manifest);
-  if (options.image !== false) {
-    await store.putImage({
-      manifest: { digest: manifestDigest, size: manifest.length, mediaType: MANIFEST },
-      config: { digest: configDigest, size: config.length, mediaType: CONFIG },
-      platform: { os: 'linux', architecture: 'amd64' },
-      layers: [{ digest, diffID, size: blob.length, mediaType: LAYER_GZIP }],
-    });
-    await store.setReference(parseReference(ref), manifestDigest);
-  }
-  return {
-    ref,
-    manifest: manifestDigest,
-    config: configDigest,
-    layer: { digest, diffID },
-    tar,
-    splitstream: imported.record.splitstream.key,
-    packs,
-  };
 }
 
 const blobKey = (d: Digest): string => `blobs/sha256/${d.slice('sha256:'.length)}`;

@@ -3,78 +3,16 @@
  * figure counts what is there; each kind of damage is reported naming what is damaged, and only
  * that; with references given, only what they reach is read.
  */
-import {
-  digestOf,
-  parseDiffID,
-  parseMediaType,
-  parseReference,
-  type Digest,
-  type DiffID,
-} from '@stevedore/oci';
-import { gzipSync } from 'node:zlib';
+import { digestOf, parseReference, type Digest, type DiffID } from '@stevedore/oci';
 import { describe, expect, it } from 'vitest';
-import { listAll, verifyStore, type Store } from '../src/index.ts';
+import { verifyStore, type Store } from '../src/index.ts';
 import { BACKENDS } from './backends.ts';
-import { chunked, KiB, packTar, randomFiles } from './fixtures.ts';
+import { KiB, randomFiles } from './fixtures.ts';
+import { commitImage as commitEntries, INDEX, MANIFEST, type Committed } from './images.ts';
 
-const LAYER_GZIP = parseMediaType('application/vnd.oci.image.layer.v1.tar+gzip');
-const MANIFEST = parseMediaType('application/vnd.oci.image.manifest.v1+json');
-const INDEX = parseMediaType('application/vnd.oci.image.index.v1+json');
-const CONFIG = parseMediaType('application/vnd.oci.image.config.v1+json');
-
-interface Committed {
-  readonly ref: string;
-  readonly manifest: Digest;
-  readonly config: Digest;
-  readonly layer: { readonly digest: Digest; readonly diffID: DiffID; readonly tarBytes: number };
-  /** Pack keys the layer's import wrote. */
-  readonly packs: string[];
-}
-
-async function keysUnder(store: Store, prefix: string): Promise<string[]> {
-  const out: string[] = [];
-  for await (const { key } of listAll(store.backend, prefix)) out.push(key);
-  return out;
-}
-
-/** Commits a one-layer image the way the pipeline does: blobs, layer, layer blob, image, reference. */
-async function commitImage(store: Store, ref: string, seed: number): Promise<Committed> {
-  const tar = await packTar(randomFiles(seed, 12, 6 * KiB));
-  const diffID = parseDiffID(digestOf(tar));
-  const blob = gzipSync(tar);
-  const digest = digestOf(blob);
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', seed }));
-  const configDigest = digestOf(config);
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: MANIFEST,
-      config: { mediaType: CONFIG, digest: configDigest, size: config.length },
-      layers: [{ mediaType: LAYER_GZIP, digest, size: blob.length }],
-    }),
-  );
-  const manifestDigest = digestOf(manifest);
-  const packsBefore = new Set(await keysUnder(store, 'packs/'));
-  await store.putBlob(digest, blob);
-  await store.importLayer(chunked(tar));
-  const packs = (await keysUnder(store, 'packs/')).filter((k) => !packsBefore.has(k));
-  await store.commitLayer({ digest, diffID, size: blob.length, mediaType: LAYER_GZIP });
-  await store.putBlob(configDigest, config);
-  await store.putBlob(manifestDigest, manifest);
-  await store.putImage({
-    manifest: { digest: manifestDigest, size: manifest.length, mediaType: MANIFEST },
-    config: { digest: configDigest, size: config.length, mediaType: CONFIG },
-    platform: { os: 'linux', architecture: 'amd64' },
-    layers: [{ digest, diffID, size: blob.length, mediaType: LAYER_GZIP }],
-  });
-  await store.setReference(parseReference(ref), manifestDigest);
-  return {
-    ref,
-    manifest: manifestDigest,
-    config: configDigest,
-    layer: { digest, diffID, tarBytes: tar.length },
-    packs,
-  };
+/** A one-layer image of 12 random 6 KiB files from `seed`. */
+function commitImage(store: Store, ref: string, seed: number): Promise<Committed> {
+  return commitEntries(store, ref, randomFiles(seed, 12, 6 * KiB));
 }
 
 async function flipByte(store: Store, key: string, offset: number): Promise<void> {
