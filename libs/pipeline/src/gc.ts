@@ -175,8 +175,8 @@ export async function runGarbageCollection(
               throw err;
             }
             // Processes reload their object index only when packs went (records are not cached).
-            if (collected.deleted.packs.count > 0 || collected.repacked.packs.count > 0)
-              await connection.incr(GC_GENERATION_KEY);
+            const packsWent = collected.deleted.packs.count > 0 || collected.repacked.packs.count > 0;
+            if (options.dryRun !== true && packsWent) await connection.incr(GC_GENERATION_KEY);
             return { ...collected, roots: roots.length };
           },
           options.signal,

@@ -14,6 +14,7 @@ import {
   MaintenanceBusyError,
   MAINTENANCE_LOCK,
   maintenanceConnection,
+  readGcGeneration,
   runGarbageCollection,
 } from '@stevedore/pipeline';
 import { ALL_QUEUES, QUEUE_PREFIX, wakeWaiters } from '@stevedore/queue';
@@ -106,8 +107,11 @@ describe.each<BackendKind>(['directory', 's3'])('garbage collection, store on %s
     try {
       const [aBase, aApp] = layersOf(a);
       await store.deleteReference(parseReference(`${cluster.proxy.host}/gc/a:1`));
+      const generation = await readGcGeneration(redis);
       const dry = await runGarbageCollection({ connection: redis, store }, { dryRun: true });
       expect(dry.deleted.images.count).toBe(1);
+      // A dry run changes nothing: no worker need reload its index.
+      expect(await readGcGeneration(redis)).toBe(generation);
       expect(await store.getLayer(aApp!.diffID)).toBeDefined();
 
       const steps: string[] = [];
@@ -118,6 +122,7 @@ describe.each<BackendKind>(['directory', 's3'])('garbage collection, store on %s
       expect(r.deleted.layers.count).toBe(1); // a's app layer; the base is b's too
       expect(r.deleted.blobs.count).toBe(3); // a's manifest, config and app layer blob
       expect(r.deleted.packs.count + r.repacked.packs.count).toBeGreaterThan(0);
+      expect(Number(await readGcGeneration(redis))).toBe(Number(generation) + 1);
       expect(await store.getLayer(aApp!.diffID)).toBeUndefined();
       expect(await store.getLayer(aBase!.diffID)).toBeDefined();
       expect((await verifyStore(store)).problems).toEqual([]);
