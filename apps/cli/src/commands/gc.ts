@@ -19,6 +19,14 @@ const MB = 1000 * 1000;
 /** Two decimals below 10 MB: a small pack or splitstream is not shown as 0.0 MB. */
 const mb = (bytes: number): string => `${(bytes / MB).toFixed(bytes < 10 * MB ? 2 : 1)} MB`;
 
+function index(r: GcRunResult): string {
+  const packsGo = r.deleted.packs.count > 0 || r.repacked.packs.count > 0;
+  if (!packsGo) return `Index: ${r.indexFiles.before} file(s) left as they are (no pack goes)`;
+  return r.dryRun
+    ? `Index: ${r.indexFiles.before} file(s) would be replaced by one set listing the live objects`
+    : `Index: ${r.indexFiles.before} file(s) replaced by ${r.indexFiles.written}`;
+}
+
 export function describeCollection(r: GcRunResult): string {
   const d = r.deleted;
   const lines = [
@@ -30,9 +38,7 @@ export function describeCollection(r: GcRunResult): string {
     `Kept: ${r.live.references} reference(s), ${r.live.images} image(s), ${r.live.layers} layer(s), ` +
       `${r.live.blobs.count} blob(s) (${mb(r.live.blobs.bytes)}), ${r.live.objects.count} object(s) (${mb(r.live.objects.bytes)} stored)`,
     `  ${mb(r.deadBytesKept)} of dead objects left in packs that are mostly live`,
-    r.dryRun
-      ? `Index: ${r.indexFiles.before} file(s) would be rewritten`
-      : `Index: ${r.indexFiles.before} file(s) replaced by ${r.indexFiles.written}`,
+    index(r),
   ];
   for (const p of r.problems) lines.push(`problem: ${p}`);
   if (r.problems.length > 0)
