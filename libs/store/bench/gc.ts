@@ -1,15 +1,16 @@
 /**
  * Garbage collection benchmark: two versions of an image whose layer is the tar of /usr/share,
  * the second with a share of its files changed (`--changed`, default 0.2: every fifth file larger
- * than an inline record gets its first byte flipped), both imported into a fresh directory store;
+ * than an inline record gets its first byte flipped), both imported into a fresh store (a directory, or S3);
  * then the first version's reference is removed and `collectGarbage` runs in a process of its own
  * (its CPU and peak RSS are its own), with `--repack-below` (default the store's, 0.5). It prints
  * what the collection deleted and rewrote, the store's bytes before and after, the time, CPU and
  * peak RSS, and checks the second version still verifies (every layer rebuilt to its diffID).
  *
- *     node libs/store/bench/gc.ts [--changed 0.2] [--repack-below 0.5 ...]
+ *     node libs/store/bench/gc.ts [--backend directory|s3] [--changed 0.2] [--repack-below 0.5 ...]
  *
- * Several --repack-below values run one after the other, each on its own fresh store.
+ * Several --repack-below values run one after the other, each on its own fresh store. On S3 the
+ * store is the local S3 server in a child process (bench-backend.ts); requests are counted.
  */
 import { spawn } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
@@ -23,13 +24,18 @@ import { digestOf, parseDiffID, parseMediaType, parseReference } from '@stevedor
 import { extract, pack } from 'tar-stream';
 import {
   DEFAULT_REPACK_BELOW,
+  diffStats,
   listAll,
   openStore,
+  snapshotStats,
   verifyStore,
+  type BackendConfig,
+  type BackendStats,
   type CollectResult,
   type Store,
 } from '../src/index.ts';
 import { compileCacheEnv } from '../src/limiter.ts';
+import { benchBackend } from './bench-backend.ts';
 
 const MB = 1e6;
 const LAYER = parseMediaType('application/vnd.oci.image.layer.v1.tar');
@@ -109,11 +115,13 @@ interface CollectRun {
   readonly seconds: number;
   readonly cpuSeconds: number;
   readonly peakRssMiB: number;
+  readonly requests: BackendStats['requests'];
 }
 
 /** In a child process: open the store, collect, report. */
-async function collectChild(path: string, repackBelow: number): Promise<void> {
-  const store = await openStore({ backend: { kind: 'directory', path } });
+async function collectChild(backend: BackendConfig, repackBelow: number): Promise<void> {
+  const store = await openStore({ backend });
+  const stats = snapshotStats(store.stats);
   const cpu = process.cpuUsage();
   const started = performance.now();
   const result = await store.collectGarbage({ repackBelow });
@@ -125,19 +133,17 @@ async function collectChild(path: string, repackBelow: number): Promise<void> {
     seconds,
     cpuSeconds: (used.user + used.system) / 1e6,
     peakRssMiB: process.resourceUsage().maxRSS / 1024,
+    requests: diffStats(store.stats, stats).requests,
   };
   process.stdout.write(`${JSON.stringify(run)}\n`);
 }
 
-async function inChild(path: string, repackBelow: number): Promise<CollectRun> {
-  const child = spawn(
-    process.execPath,
-    [fileURLToPath(import.meta.url), '--child', path, String(repackBelow)],
-    {
-      stdio: ['ignore', 'pipe', 'inherit'],
-      env: compileCacheEnv(),
-    },
-  );
+async function inChild(backend: BackendConfig, repackBelow: number): Promise<CollectRun> {
+  const args = [fileURLToPath(import.meta.url), '--child', JSON.stringify(backend), String(repackBelow)];
+  const child = spawn(process.execPath, args, {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: compileCacheEnv(),
+  });
   let out = '';
   child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
   const code = await new Promise((resolve) => child.on('close', resolve));
@@ -146,54 +152,78 @@ async function inChild(path: string, repackBelow: number): Promise<CollectRun> {
 }
 
 async function main(): Promise<void> {
-  if (process.argv[2] === '--child') return collectChild(process.argv[3]!, Number(process.argv[4]));
+  if (process.argv[2] === '--child')
+    return collectChild(JSON.parse(process.argv[3]!) as BackendConfig, Number(process.argv[4]));
   const { values } = parseArgs({
     options: {
+      backend: { type: 'string', default: 'directory' },
       changed: { type: 'string', default: '0.2' },
       'repack-below': { type: 'string', multiple: true },
     },
   });
+  const kind = values.backend;
+  if (kind !== 'directory' && kind !== 's3') throw new Error('--backend is directory or s3');
   const changed = Number(values.changed);
   const shares = (values['repack-below'] ?? [String(DEFAULT_REPACK_BELOW)]).map(Number);
   const work = await mkdtemp(join(tmpdir(), 'stevedore-gc-bench-'));
   try {
     const tars = await writeTars(work, changed);
     process.stdout.write(
-      `gc benchmark: two versions of a layer of /usr/share, ${tars.changedFiles} files changed in the second ` +
+      `gc benchmark (${kind}): two versions of a layer of /usr/share, ${tars.changedFiles} files changed in the second ` +
         `(--changed ${changed}); the first version removed, then collected. Load average ${loadavg()
           .map((l) => l.toFixed(1))
           .join(' ')} on this machine.\n`,
     );
     for (const share of shares) {
-      const path = join(work, `store-${share}`);
-      const store = await openStore({ backend: { kind: 'directory', path } });
-      await commitImage(store, 'bench.local/app:1', tars.v1);
-      await commitImage(store, 'bench.local/app:2', tars.v2);
-      const before = await storeBytes(store);
-      await store.deleteReference(parseReference('bench.local/app:1'));
-      await store.close();
-      const run = await inChild(path, share);
-      const check = await openStore({ backend: { kind: 'directory', path } });
-      const after = await storeBytes(check);
-      const verified = await verifyStore(check);
-      await check.close();
-      const r = run.result;
-      process.stdout.write(
-        [
-          `--repack-below ${share}:`,
-          `  store    ${(before / MB).toFixed(1)} MB before, ${(after / MB).toFixed(1)} MB after (${((1 - after / before) * 100).toFixed(1)}% reclaimed)`,
-          `  deleted  ${r.deleted.images.count} image, ${r.deleted.layers.count} layer, ${r.deleted.splitstreams.count} splitstream (${(r.deleted.splitstreams.bytes / MB).toFixed(1)} MB), ${r.deleted.packs.count} packs with no live object (${(r.deleted.packs.bytes / MB).toFixed(1)} MB)`,
-          `  repacked ${r.repacked.packs.count} packs (${(r.repacked.packs.bytes / MB).toFixed(1)} MB) into ${(r.repacked.written.bytes / MB).toFixed(1)} MB; dead bytes left in kept packs ${(r.deadBytesKept / MB).toFixed(1)} MB`,
-          `  live     ${r.live.objects.count} objects (${(r.live.objects.bytes / MB).toFixed(1)} MB stored); index ${r.indexFiles.before} files replaced by ${r.indexFiles.written}`,
-          `  time     ${run.seconds.toFixed(2)} s, CPU ${run.cpuSeconds.toFixed(2)} s, peak RSS ${run.peakRssMiB.toFixed(0)} MiB`,
-          `  verify   ${verified.layers.count} layer(s) rebuilt (${(verified.layers.bytes / MB).toFixed(1)} MB of tar): ${verified.problems.length === 0 ? 'no problems' : `${verified.problems.length} PROBLEMS`}`,
-        ].join('\n') + '\n',
-      );
-      if (verified.problems.length > 0) process.exitCode = 1;
+      const location = await benchBackend(kind);
+      try {
+        const store = await openStore({ backend: location.config });
+        await commitImage(store, 'bench.local/app:1', tars.v1);
+        await commitImage(store, 'bench.local/app:2', tars.v2);
+        const before = await storeBytes(store);
+        await store.deleteReference(parseReference('bench.local/app:1'));
+        await store.close();
+        const run = await inChild(location.config, share);
+        const check = await openStore({ backend: location.config });
+        const after = await storeBytes(check);
+        const verified = await verifyStore(check);
+        await check.close();
+        report(share, before, after, run, verified.layers, verified.problems.length);
+      } finally {
+        await location.cleanup();
+      }
     }
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+}
+
+function report(
+  share: number,
+  before: number,
+  after: number,
+  run: CollectRun,
+  layers: { count: number; bytes: number },
+  problems: number,
+): void {
+  const r = run.result;
+  process.stdout.write(
+    [
+      `--repack-below ${share}:`,
+      `  store    ${(before / MB).toFixed(1)} MB before, ${(after / MB).toFixed(1)} MB after (${((1 - after / before) * 100).toFixed(1)}% reclaimed)`,
+      `  deleted  ${r.deleted.images.count} image, ${r.deleted.layers.count} layer, ${r.deleted.splitstreams.count} splitstream (${(r.deleted.splitstreams.bytes / MB).toFixed(1)} MB), ${r.deleted.packs.count} packs with no live object (${(r.deleted.packs.bytes / MB).toFixed(1)} MB)`,
+      `  repacked ${r.repacked.packs.count} packs (${(r.repacked.packs.bytes / MB).toFixed(1)} MB) into ${(r.repacked.written.bytes / MB).toFixed(1)} MB; dead bytes left in kept packs ${(r.deadBytesKept / MB).toFixed(1)} MB`,
+      `  live     ${r.live.objects.count} objects (${(r.live.objects.bytes / MB).toFixed(1)} MB stored); index ${r.indexFiles.before} files replaced by ${r.indexFiles.written}`,
+      `  time     ${run.seconds.toFixed(2)} s, CPU ${run.cpuSeconds.toFixed(2)} s, peak RSS ${run.peakRssMiB.toFixed(0)} MiB; requests ${Object.entries(
+        run.requests,
+      )
+        .filter(([, n]) => n > 0)
+        .map(([k, n]) => `${k} ${n}`)
+        .join(', ')}`,
+      `  verify   ${layers.count} layer(s) rebuilt (${(layers.bytes / MB).toFixed(1)} MB of tar): ${problems === 0 ? 'no problems' : `${problems} PROBLEMS`}`,
+    ].join('\n') + '\n',
+  );
+  if (problems > 0) process.exitCode = 1;
 }
 
 await main();
