@@ -37,7 +37,7 @@ import {
   parseManifest,
   type Digest,
 } from '@stevedore/oci/spec';
-import { listAll, type ObjectInfo } from './backend/backend.ts';
+import { listAll } from './backend/backend.ts';
 import { ObjectNotFoundError } from './errors.ts';
 import {
   blobKey,
@@ -51,9 +51,17 @@ import {
 } from './layout.ts';
 import { mapLimited } from './map-limited.ts';
 import { PACK_TARGET, verifyIndexFile, type ObjectStore } from './objects.ts';
-import { IndexBuilder, KeyTable, ObjectIndex, PACK_ID_BYTES, type ObjectLocation } from './pack-index.ts';
+import { recordBatches } from './layer-reader.ts';
+import {
+  indexPacks,
+  IndexMerger,
+  KeyTable,
+  ObjectIndex,
+  PACK_ID_BYTES,
+  type ObjectLocation,
+} from './pack-index.ts';
 import type { ImageRecord, LayerRecord } from './records.ts';
-import { SplitstreamDecoder, HASH_BYTES } from './splitstream.ts';
+import { HASH_BYTES } from './splitstream.ts';
 import type { Store } from './store.ts';
 import { MERGED_INDEX_MAX_BYTES } from './compaction.ts';
 
@@ -117,14 +125,11 @@ export interface CollectResult {
 const none = (): { count: number; bytes: number } => ({ count: 0, bytes: 0 });
 const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
-interface Listed {
-  readonly byKey: Map<string, ObjectInfo>;
-}
-
-async function listed(store: Store, prefix: string, signal?: AbortSignal): Promise<Listed> {
-  const byKey = new Map<string, ObjectInfo>();
-  for await (const o of listAll(store.backend, prefix, { signal })) byKey.set(o.key, o);
-  return { byKey };
+/** Every key under `prefix` with its size. */
+async function listed(store: Store, prefix: string, signal?: AbortSignal): Promise<Map<string, number>> {
+  const sizes = new Map<string, number>();
+  for await (const o of listAll(store.backend, prefix, { signal })) sizes.set(o.key, o.size);
+  return sizes;
 }
 
 export async function collectGarbage(
@@ -225,18 +230,16 @@ export async function collectGarbage(
     ]),
   ]);
   const [imageFiles, layerFiles, layerBlobFiles] = recordSizes;
-  const sizeOf = (files: Listed, key: string): number => files.byKey.get(key)?.size ?? 0;
-  const total = (keys: readonly string[], files: Listed): Collected => ({
+  const sizeOf = (files: Map<string, number>, key: string): number => files.get(key) ?? 0;
+  const total = (keys: readonly string[], files: Map<string, number>): Collected => ({
     count: keys.length,
     bytes: keys.reduce((n, k) => n + sizeOf(files, k), 0),
   });
   const deadImageKeys = deadImages.map((i) => imageKey(i.manifest.digest));
   const deadLayerKeys = deadLayers.map((l) => layerKey(l.diffID));
   const deadLayerBlobKeys = deadLayerBlobs.map((b) => layerBlobKey(b.digest));
-  const deadSplitstreamKeys = deadLayers
-    .map((l) => l.splitstream.key)
-    .filter((k) => splitstreamList.byKey.has(k));
-  const deadVariantKeys = [...variantList.byKey.keys()].filter((key) => {
+  const deadSplitstreamKeys = deadLayers.map((l) => l.splitstream.key).filter((k) => splitstreamList.has(k));
+  const deadVariantKeys = [...variantList.keys()].filter((key) => {
     const m = /^layer-variants\/([a-z0-9]+)\/([0-9a-f]+)\//.exec(key);
     return m !== null && deadDiffIDs.has(`${m[1]}:${m[2]}`);
   });
@@ -346,7 +349,9 @@ async function planObjects(
     if (id !== undefined) packSizes.set(id, size);
   }
   const listedPacks = new Set<string>();
-  for (const bytes of loaded) for (const id of packsOf(bytes)) listedPacks.add(id);
+  indexFiles.forEach((key, i) => {
+    for (const id of indexPacks(loaded[i]!, key)) listedPacks.add(id);
+  });
 
   // Live objects: every hash the live layers' splitstreams name.
   const seen = new KeyTable();
@@ -354,7 +359,7 @@ async function planObjects(
   const liveBytes = new Map<string, number>();
   for (const layer of liveLayers) {
     try {
-      for await (const hash of splitstreamObjects(store, layer, signal)) {
+      for await (const hash of splitstreamObjects(objects, layer, signal)) {
         if (seen.find(hash) >= 0) continue;
         seen.push(hash);
         const loc = index.get(hash);
@@ -412,35 +417,23 @@ async function planObjects(
   };
 }
 
-/** Pack ids in an index file's pack table (the file was verified already). */
-function packsOf(data: Uint8Array): string[] {
-  const buf = Buffer.from(data.buffer, data.byteOffset, data.length);
-  const count = buf.readUInt32BE(8);
-  const out: string[] = [];
-  for (let i = 0, pos = 12; i < count; i++, pos += PACK_ID_BYTES)
-    out.push(buf.toString('hex', pos, pos + PACK_ID_BYTES));
-  return out;
-}
-
-/** The object hashes a layer's splitstream names, its bytes checked against the layer record. */
+/** The object hashes a layer's splitstream names (read and checked as every read checks it). */
 async function* splitstreamObjects(
-  store: Store,
+  objects: ObjectStore,
   layer: LayerRecord,
   signal?: AbortSignal,
 ): AsyncGenerator<Uint8Array> {
-  const key = layer.splitstream.key;
-  const compressed = await store.limiter.io.run(() => store.backend.getBytes(key, { signal }), signal);
-  const actual = digestOf(compressed);
-  if (actual !== layer.splitstream.digest)
-    throw new Error(
-      `splitstream ${key} hashes to ${actual}, the layer record says ${layer.splitstream.digest}`,
-    );
-  const decoder = new SplitstreamDecoder(key);
-  for (const record of decoder.push(zstdDecompressSync(compressed))) {
-    if (record.kind === 'object') yield record.hash;
-    else if (record.kind === 'chunked') yield* record.hashes;
+  for await (const batch of recordBatches(
+    { backend: objects.backend, objects },
+    layer,
+    signal,
+    () => undefined,
+  )) {
+    for (const record of batch) {
+      if (record.kind === 'object') yield record.hash;
+      else if (record.kind === 'chunked') yield* record.hashes;
+    }
   }
-  decoder.finish();
 }
 
 /**
@@ -485,18 +478,12 @@ async function sweepObjects(store: Store, plan: ObjectPlan, signal?: AbortSignal
   await backend.sync();
 
   // 2. One set of index files listing every live object once, at its (new) location.
-  const files: Buffer[] = [];
-  let builder = new IndexBuilder();
+  const merger = new IndexMerger(MERGED_INDEX_MAX_BYTES);
   plan.liveLocations.forEach(({ hash, loc }, row) => {
     const at = moved.get(row) ?? loc;
-    const grows = 49 + (builder.hasPack(at.pack) ? 0 : PACK_ID_BYTES);
-    if (builder.length > 0 && builder.encodedBytes + grows > MERGED_INDEX_MAX_BYTES) {
-      files.push(builder.encode());
-      builder = new IndexBuilder();
-    }
-    builder.add(hash, at.pack, at.offset, at.stored, at.raw, at.codec);
+    merger.addEntry(hash, at.pack, at.offset, at.stored, at.raw, at.codec);
   });
-  if (builder.length > 0) files.push(builder.encode());
+  const files = merger.finish();
   const now = Date.now();
   const old = new Set(plan.indexFiles);
   for (const bytes of files) {

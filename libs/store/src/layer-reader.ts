@@ -69,7 +69,7 @@ async function* records(
  * Checks the stored bytes' sha256 against the layer record and the END record against the diffID
  * once the stream is consumed.
  */
-async function* recordBatches(
+export async function* recordBatches(
   deps: ReaderDeps,
   layer: LayerRecord,
   signal: AbortSignal | undefined,

@@ -421,15 +421,20 @@ export class IndexMerger {
 
   /** Adds the entries of an index file (validated; `source`, its key, is named in errors). */
   add(data: Uint8Array, source: string): void {
-    readIndex(data, source, (hash, pack, offset, stored, raw, codec) => {
-      const grows = ENTRY_BYTES + (this.#current.hasPack(pack) ? 0 : PACK_ID_BYTES);
-      if (this.#current.length > 0 && this.#current.encodedBytes + grows > this.#maxBytes) {
-        this.#files.push(this.#current.encode());
-        this.#current = new IndexBuilder();
-      }
-      this.#current.add(hash, pack, offset, stored, raw, codec);
-      this.#entries++;
-    });
+    readIndex(data, source, (hash, pack, offset, stored, raw, codec) =>
+      this.addEntry(hash, pack, offset, stored, raw, codec),
+    );
+  }
+
+  /** Adds one entry (garbage collection writes the live objects' entries this way). */
+  addEntry(hash: Uint8Array, pack: string, offset: number, stored: number, raw: number, codec: Codec): void {
+    const grows = ENTRY_BYTES + (this.#current.hasPack(pack) ? 0 : PACK_ID_BYTES);
+    if (this.#current.length > 0 && this.#current.encodedBytes + grows > this.#maxBytes) {
+      this.#files.push(this.#current.encode());
+      this.#current = new IndexBuilder();
+    }
+    this.#current.add(hash, pack, offset, stored, raw, codec);
+    this.#entries++;
   }
 
   /** The merged index files filled since the last call (they can be written while more are added). */
