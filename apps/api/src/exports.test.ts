@@ -4,7 +4,7 @@
  * connection, and an export job run by an in-process hasher, then fetched from the store.
  */
 import { createHash } from 'node:crypto';
-import { request as httpRequest } from 'node:http';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseReference, RegistryClient } from '@stevedore/oci';
 import {
   GC_GATE,
+  listStoreReaders,
   runGarbageCollection,
   createLogger,
   pipelineStore,
@@ -414,6 +415,14 @@ describe('export jobs', () => {
 
 // Last: it removes the damaged image the tests above download.
 describe('downloads and garbage collection', () => {
+  async function noReaders(): Promise<void> {
+    const deadline = Date.now() + 5_000;
+    while ((await listStoreReaders(api.workerRedis)).length > 0) {
+      if (Date.now() > deadline) throw new Error('a read lease outlived its download by 5 s');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
   it('refuses a download while a collection runs (503, Retry-After), and reads the rewritten packs after it', async () => {
     // v's files are all in w's layer too, imported first: v's objects live in w's pack. Once w is
     // removed, that pack is mostly dead and the collection rewrites it, moving v's objects.
@@ -463,4 +472,71 @@ describe('downloads and garbage collection', () => {
       await writer.close();
     }
   });
+  it('a collection waits for a download in progress, which arrives whole; downloads after it are refused until it ends', async () => {
+    const MIB = 1024 * 1024;
+    // 32 MiB of archive: far more than the loopback socket buffers, so the server is still
+    // writing (its read lease held) while the client holds back.
+    const big = await buildImageFromTrees([
+      generateTree({
+        seed: 71,
+        files: 4,
+        largeFiles: 8,
+        largeSize: { min: 4 * MIB, max: 4 * MIB },
+        content: 'random',
+      }),
+    ]);
+    await storeFixtureImage(api.store, big, 'registry.test/gc/big:1');
+    const body = { refs: ['registry.test/gc/big:1'], compression: 'none' };
+    const whole = Buffer.from(await (await post('/v1/exports/download', body)).arrayBuffer());
+    // The lease ends just after the last byte went out.
+    await noReaders();
+
+    // node:http, paused: the socket stops reading, so the server blocks on its writes (fetch
+    // would buffer the whole body on its own).
+    const response = await new Promise<IncomingMessage>((resolve, reject) => {
+      const req = httpRequest(
+        new URL(`${api.url}/v1/exports/download`),
+        { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' } },
+        resolve,
+      );
+      req.on('error', reject);
+      req.end(JSON.stringify(body));
+    });
+    expect(response.statusCode).toBe(200);
+    response.pause();
+    await new Promise((r) => setTimeout(r, 300));
+    const readers = await listStoreReaders(api.workerRedis);
+    expect(readers).toHaveLength(1);
+    expect(readers[0]).toMatch(/api: download of 1 image reference\(s\)$/);
+
+    const steps: string[] = [];
+    let ended = false;
+    const collection = runGarbageCollection(
+      { connection: api.workerRedis, store: api.store },
+      { dryRun: true, onStep: (m) => steps.push(m) },
+    ).finally(() => (ended = true));
+    const deadline = Date.now() + 20_000;
+    while (!steps.some((m) => /waiting for 1 store reader\(s\) to finish/.test(m))) {
+      if (Date.now() > deadline)
+        throw new Error(`the collection did not wait for the download: ${steps.join('; ')}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    // Meanwhile a new download is refused, and the collection keeps waiting.
+    const refused = await post('/v1/exports/download', body);
+    expect(refused.status).toBe(503);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(ended).toBe(false);
+
+    const chunks: Buffer[] = [];
+    for await (const chunk of response) chunks.push(chunk as Buffer);
+    const received = Buffer.concat(chunks);
+    // Digests, not the bytes: a diff of 32 MiB would not fit in the test's memory.
+    expect({ size: received.length, digest: sha256(received) }).toEqual({
+      size: whole.length,
+      digest: sha256(whole),
+    });
+    await collection;
+    await noReaders();
+    expect((await post('/v1/exports/download', body)).status).toBe(200);
+  }, 60_000);
 });

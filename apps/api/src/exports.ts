@@ -40,7 +40,7 @@ import {
 } from '@stevedore/export';
 import { InvalidPlatformError } from '@stevedore/oci';
 import { ObjectNotFoundError } from '@stevedore/store';
-import { CollectionRunningError, exportPath } from '@stevedore/pipeline';
+import { CollectionRunningError, exportPath, type StoreReadLease } from '@stevedore/pipeline';
 import { JOBS, type ExportJob, type ExportResult } from '@stevedore/queue';
 import { routeSchema } from './openapi.ts';
 import { errorSchema } from './schemas.ts';
@@ -167,17 +167,17 @@ const COLLECTION_RETRY_AFTER_S = 30;
 export interface ExportRouteDeps {
   readonly store: ExportStore;
   /**
-   * Called before a download reads the store: throws CollectionRunningError while a garbage
-   * collection runs (503), and makes the process forget its object index after one (StoreGate).
+   * Called before a download reads the store: a read lease (a garbage collection waits until it
+   * ends), or CollectionRunningError while a collection runs (503); makes the process forget its
+   * object index after one (StoreGate.beginRead).
    */
-  readonly beforeRead?: () => Promise<void>;
+  readonly beginRead?: (what: string) => Promise<StoreReadLease>;
   /** The `export` queue (a producer connection). */
   readonly queue: Queue;
 }
 
 /** A client error before any byte: the status and the message. */
 function refusal(err: unknown): { status: number; message: string } | undefined {
-  if (err instanceof CollectionRunningError) return { status: 503, message: err.message };
   if (err instanceof UnknownReferenceError) return { status: 404, message: err.message };
   if (err instanceof IncompleteImageError) return { status: 409, message: err.message };
   if (err instanceof ExportRequestError || err instanceof InvalidPlatformError) {
@@ -272,34 +272,45 @@ export function registerExportRoutes(app: FastifyInstance, deps: ExportRouteDeps
       }),
     },
     async (req, reply) => {
-      const signal = clientGone(reply);
-      let plan: ExportPlan;
+      let lease: StoreReadLease | undefined;
       try {
-        await deps.beforeRead?.();
-        const options = request(req.body);
-        plan = await planExport(
-          store,
-          { targets: req.body.refs.map((input) => ({ input })), ...options },
-          { signal },
-        );
+        lease = await deps.beginRead?.(`api: download of ${req.body.refs.length} image reference(s)`);
       } catch (err) {
-        const refused = refusal(err);
-        if (refused === undefined) throw err;
+        if (!(err instanceof CollectionRunningError)) throw err;
         // A collection holds its gate for seconds to minutes: come back in a while.
-        if (refused.status === 503) reply.header('retry-after', String(COLLECTION_RETRY_AFTER_S));
-        return reply.code(refused.status).send({ error: refused.message });
+        reply.header('retry-after', String(COLLECTION_RETRY_AFTER_S));
+        return reply.code(503).send({ error: err.message });
       }
-      await stream(
-        req,
-        reply,
-        {
-          'content-type': plan.contentType,
-          'content-disposition': `attachment; filename="${attachmentName(plan)}"`,
-          ...(plan.size === undefined ? {} : { 'content-length': String(plan.size) }),
-        },
-        (out) => writeArchive(store, plan, out, { signal }),
-      );
-      return reply;
+      try {
+        const signal =
+          lease === undefined ? clientGone(reply) : AbortSignal.any([clientGone(reply), lease.signal]);
+        let plan: ExportPlan;
+        try {
+          const options = request(req.body);
+          plan = await planExport(
+            store,
+            { targets: req.body.refs.map((input) => ({ input })), ...options },
+            { signal },
+          );
+        } catch (err) {
+          const refused = refusal(err);
+          if (refused === undefined) throw err;
+          return reply.code(refused.status).send({ error: refused.message });
+        }
+        await stream(
+          req,
+          reply,
+          {
+            'content-type': plan.contentType,
+            'content-disposition': `attachment; filename="${attachmentName(plan)}"`,
+            ...(plan.size === undefined ? {} : { 'content-length': String(plan.size) }),
+          },
+          (out) => writeArchive(store, plan, out, { signal }),
+        );
+        return reply;
+      } finally {
+        await lease?.end();
+      }
     },
   );
 

@@ -12,7 +12,6 @@ import {
   redactUrl,
   StoreGate,
 } from '@stevedore/pipeline';
-import { LockManager } from '@stevedore/lock';
 import { openStore } from '@stevedore/store';
 import { loadConfig, type ApiConfig } from './config.ts';
 import { buildServer } from './server.ts';
@@ -41,10 +40,10 @@ const submitter = new PullSubmitter(redis);
 const metrics = new Registry();
 collectDefaultMetrics({ register: metrics, prefix: 'stevedore_api_' });
 
-// Downloads read layers: refused while a garbage collection runs, and the object index forgotten
-// after one. No generation read at start (Redis may not be up yet): the first download forgets an
+// Downloads read layers under a read lease: refused while a garbage collection runs (which waits
+// for the leases it finds), and the object index forgotten after one. No generation read at start (Redis may not be up yet): the first download forgets an
 // index that nothing has loaded yet, which costs nothing.
-const gate = new StoreGate(redis, new LockManager(redis), () => store.forgetObjectIndex());
+const gate = new StoreGate(redis, () => store.forgetObjectIndex());
 const app = await buildServer({
   config,
   redis,
@@ -52,7 +51,7 @@ const app = await buildServer({
   store,
   metrics,
   logger,
-  beforeStoreRead: () => gate.beforeRead(),
+  beginStoreRead: (what) => gate.beginRead(what),
 });
 await app.listen({ port: config.STEVEDORE_API_PORT, host: config.STEVEDORE_API_HOST });
 logger.info(

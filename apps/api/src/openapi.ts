@@ -48,7 +48,8 @@ const STATUS_TEXT: Readonly<Record<string, string>> = {
   '401': 'Missing or invalid credentials',
   '404': 'Not found',
   '500': 'Internal error',
-  '503': 'Not ready: the message names the failing check',
+  '503':
+    'Unavailable: not ready (the message names the failing check), or a garbage collection is running (see Retry-After)',
 };
 
 /** `/v1/pulls/:id` → `/v1/pulls/{id}`, `/v1/images/*` → `/v1/images/{ref}`. */

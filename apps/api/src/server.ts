@@ -25,7 +25,7 @@ import type { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
 import { registerPipelineMetrics, registerQueueMetrics, readPipelineMetrics } from '@stevedore/metrics';
 import { InvalidPlatformError, InvalidReferenceError } from '@stevedore/oci';
-import type { Logger, PullStatus, PullSubmitter } from '@stevedore/pipeline';
+import type { Logger, PullStatus, PullSubmitter, StoreReadLease } from '@stevedore/pipeline';
 import { ALL_QUEUES, QUEUE_PREFIX, QUEUES, type QueueName } from '@stevedore/queue';
 import { Authenticator, bearerChallenge, boardChallenges } from './auth.ts';
 import type { ApiConfig } from './config.ts';
@@ -79,10 +79,11 @@ export interface ApiDeps {
   /** Where /metrics comes from; the server registers the queue and pipeline metrics in it. */
   readonly metrics: Registry;
   /**
-   * Before a download reads layers from the store: refuses while a garbage collection runs, and
-   * forgets the object index after one (libs/pipeline StoreGate.beforeRead).
+   * Before a download reads layers from the store: a read lease that a garbage collection waits
+   * for, refused while one runs; forgets the object index after one (libs/pipeline
+   * StoreGate.beginRead).
    */
-  readonly beforeStoreRead?: () => Promise<void>;
+  readonly beginStoreRead?: (what: string) => Promise<StoreReadLease>;
   readonly logger?: Logger;
   readonly version?: string;
 }
@@ -378,7 +379,7 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
   registerExportRoutes(app, {
     store: deps.store,
     queue: queues.find((q) => q.name === QUEUES.export)!,
-    ...(deps.beforeStoreRead === undefined ? {} : { beforeRead: deps.beforeStoreRead }),
+    ...(deps.beginStoreRead === undefined ? {} : { beginRead: deps.beginStoreRead }),
   });
 
   // ---- Bull Board -----------------------------------------------------------------------------

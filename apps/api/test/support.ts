@@ -11,7 +11,6 @@ import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { inject } from 'vitest';
-import { LockManager } from '@stevedore/lock';
 import { producerConnection, PullSubmitter, StoreGate } from '@stevedore/pipeline';
 import { openStore, type Store } from '@stevedore/store';
 import '@stevedore/testing';
@@ -53,7 +52,7 @@ export async function startApi(db: number): Promise<TestApi> {
   const storeDir = await mkdtemp(join(tmpdir(), 'stevedore-api-test-'));
   const store = await openStore({ backend: { kind: 'directory', path: storeDir } });
   const submitter = new PullSubmitter(redis);
-  const gate = new StoreGate(redis, new LockManager(redis), () => store.forgetObjectIndex());
+  const gate = new StoreGate(redis, () => store.forgetObjectIndex());
   const app = await buildServer({
     config: {
       STEVEDORE_API_TOKEN: TOKEN,
@@ -65,7 +64,7 @@ export async function startApi(db: number): Promise<TestApi> {
     store,
     metrics: new Registry(),
     // As main.ts wires it.
-    beforeStoreRead: () => gate.beforeRead(),
+    beginStoreRead: (what) => gate.beginRead(what),
   });
   await app.listen({ port: 0, host: '127.0.0.1' });
   const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;

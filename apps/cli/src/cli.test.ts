@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { RegistryClient, parseReference } from '@stevedore/oci';
 import { LockManager } from '@stevedore/lock';
-import { MAINTENANCE_LOCK, maintenanceConnection } from '@stevedore/pipeline';
+import { GC_GATE, MAINTENANCE_LOCK, maintenanceConnection } from '@stevedore/pipeline';
 import { buildImageFromTrees, generateTree, pushImage, type FixtureImage } from '@stevedore/testing';
 
 /** The `stevedore` command as installed (package.json bin): the launcher, then main.ts. */
@@ -254,7 +254,9 @@ describe('stevedore CLI', () => {
     expect(await readdir(packsDir)).toEqual(packs);
     const gc = await stevedore(['gc'], env);
     expect(gc.code).toBe(0);
-    expect(gc.stdout).toMatch(/^gate closed: new jobs wait until the collection ends\n/);
+    expect(gc.stdout).toMatch(
+      /^gate closed: new jobs wait, and new readers are refused, until the collection ends\n/,
+    );
     expect(gc.stdout).toContain('Deleted:\n  1 image(s), 2 layer(s) with 2 splitstream(s)');
     expect(await readdir(packsDir)).toEqual([]);
     const after = JSON.parse((await stevedore(['verify', '--json'], env)).stdout) as Record<string, unknown>;
@@ -285,6 +287,58 @@ describe('stevedore CLI', () => {
     // The image pulls again after the collection (the workers reload their object index).
     expect((await stevedore(['pull', ref, '--wait'], env)).code).toBe(0);
     expect((await stevedore(['verify'], env)).code).toBe(0);
+
+    // export and verify read what a collection deletes: while one runs (its gate held) they wait,
+    // saying so, and write nothing; when it ends they go on.
+    const archive = join(home, 'during-gc.tar');
+    const gateRedis = await maintenanceConnection(env.STEVEDORE_REDIS_URL!);
+    try {
+      const locks = new LockManager(gateRedis);
+      const gate = await locks.tryAcquire(GC_GATE);
+      expect(gate.acquired).toBe(true);
+      const waiting = [
+        ['export', ref, '-o', archive],
+        ['verify', ref],
+      ].map((args) => {
+        const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+        const output = { stdout: '', stderr: '' };
+        child.stdout.on('data', (c: Buffer) => (output.stdout += c.toString('utf8')));
+        child.stderr.on('data', (c: Buffer) => (output.stderr += c.toString('utf8')));
+        const exited = once(child, 'exit') as Promise<[number | null]>;
+        return { command: args[0]!, output, exited };
+      });
+      for (const w of waiting) {
+        const deadline = Date.now() + 30_000;
+        const line = `stevedore ${w.command}: a garbage collection of the store is running; waiting for it to end\n`;
+        while (!w.output.stderr.includes(line)) {
+          if (Date.now() > deadline) throw new Error(`${w.command} did not wait: ${w.output.stderr}`);
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+      await new Promise((r) => setTimeout(r, 1_500));
+      await expect(stat(archive)).rejects.toMatchObject({ code: 'ENOENT' });
+      expect(waiting.map((w) => w.output.stdout)).toEqual(['', '']);
+      if (gate.acquired) await locks.release(gate.grant);
+      for (const w of waiting) {
+        const [code] = await w.exited;
+        expect(code, w.output.stderr).toBe(0);
+      }
+      expect(waiting[0]!.output.stderr).toMatch(/^Exported 1 image\(s\)/m);
+      expect(waiting[1]!.output.stdout).toMatch(/^Verified .*: no problems\.$/m);
+      expect((await stat(archive)).size).toBeGreaterThan(0);
+    } finally {
+      gateRedis.disconnect();
+    }
+    expect((await stevedore(['export', ref, '-o', archive], env)).code).toBe(0);
+    // Without Redis no collection can be coordinated: the export runs without a lease, and says so.
+    const unguarded = await stevedore(['export', ref, '-o', archive], {
+      ...env,
+      STEVEDORE_REDIS_URL: 'redis://127.0.0.1:1',
+    });
+    expect(unguarded.code, unguarded.stderr).toBe(0);
+    expect(unguarded.stderr).toMatch(
+      /^stevedore export: cannot reach Redis at redis:\/\/127\.0\.0\.1:1: connect ECONNREFUSED 127\.0\.0\.1:1; reading the store without a read lease$/m,
+    );
   });
 
   it('fails a pull of an unknown tag with the registry reason and exit code 1', async () => {

@@ -71,11 +71,13 @@ Garbage collection: deletes the images, layers, blobs and splitstreams no refere
 'stevedore rm'), deletes packs none of whose objects a live layer uses, and rewrites packs whose
 live objects take less than --repack-below of their bytes (default 0.5; 0: never rewrite), copying
 those objects as they are stored. Needs the Redis the workers use (STEVEDORE_REDIS_URL): it closes
-a gate that every job waits behind, waits for the active jobs to finish (at most --drain-timeout,
-default 10m), keeps every digest a queued job names, collects, and opens the gate. Pulls and
-exports pause meanwhile; references and images that are kept are never touched.
+a gate that every job waits behind, waits for the active jobs and the store's readers (API
+downloads, stevedore export and verify) to finish (at most --drain-timeout, default 10m), keeps
+every digest a queued job names, collects, and opens the gate. Pulls and exports pause meanwhile
+(export and verify commands wait, API downloads are refused with 503); references and images that
+are kept are never touched.
   --dry-run   report what would be deleted and rewritten, change nothing
-Exits 1 when another gc or a compaction is running, jobs stay active past the timeout, Redis is
+Exits 1 when another gc or a compaction is running, jobs or readers stay past the timeout, Redis is
 unreachable, or the store is damaged (records collected, packs left alone: run stevedore verify).
 `,
   verify: `usage: stevedore verify [REF...] [--json]
@@ -83,8 +85,9 @@ unreachable, or the store is damaged (records collected, packs left alone: run s
 Reads back what the store holds and checks it: each reference points at a stored image, each image's
 manifest and config blobs are there, every blob read is hashed, and every layer is rebuilt from its
 objects and checked against its diffID. With REF..., only what those references reach; without,
-everything in the store. Changes nothing (safe while workers pull). Exits 1 when a problem is found,
-printing each one.
+everything in the store. Changes nothing (safe while workers pull). A stevedore gc waits for it to
+end, and it waits while a gc runs (through the Redis of STEVEDORE_REDIS_URL; without Redis it runs
+unguarded and says so). Exits 1 when a problem is found, printing each one.
 `,
   export: `usage: stevedore export REF... -o FILE|- [--format docker|oci]
        [--compression original|none|gzip|zstd] [--archive-compression none|gzip|zstd]
@@ -104,6 +107,7 @@ once complete; '-o -' writes to stdout (not to a terminal).
   --platform            for multi-platform images: one platform, or all (OCI only); default: all
                         stored platforms (oci), the only or this machine's platform (docker)
 
+A stevedore gc waits for the export to end, and the export waits while a gc runs (as verify).
 Exits 1 when a reference is not in the store, an image is not fully committed, or the export
 fails (no file is left under FILE), 2 on bad usage.
 `,
@@ -241,7 +245,7 @@ async function main(argv: readonly string[]): Promise<number> {
     case 'verify': {
       const { verifyCommand, VerifyUsageError } = await import('./commands/verify.ts');
       try {
-        return await verifyCommand({ refs: positionals, json });
+        return await verifyCommand({ refs: positionals, json, redisUrl });
       } catch (err) {
         if (err instanceof VerifyUsageError) return usageError(command, err.message);
         throw err;
@@ -259,6 +263,7 @@ async function main(argv: readonly string[]): Promise<number> {
           compression: values.compression,
           archiveCompression: values['archive-compression'],
           platform: values.platform,
+          redisUrl,
         });
       } catch (err) {
         if (err instanceof ExportUsageError) return usageError(command, err.message);

@@ -8,7 +8,9 @@
  *    the index files), then closes the `gc` gate: a lock every job checks before it runs
  *    ({@link StoreGate}); a job that finds it held parks as a waiter (delayed, holding no worker
  *    slot) and is woken when the gate opens.
- * 2. It waits until no job of any queue is active (jobs that passed the gate before it closed).
+ * 2. It waits until no job of any queue is active (jobs that passed the gate before it closed)
+ *    and no reader outside the jobs holds a read lease (an API download, a CLI export or verify:
+ *    store-readers.ts); readers that come later are refused while the gate is held.
  * 3. Queued work is kept: every digest in the payload of a job not finished (waiting, delayed,
  *    waiting for children) is a root, so a pull whose layers are committed and whose image is not
  *    yet keeps them.
@@ -23,9 +25,14 @@ import type { Redis } from 'ioredis';
 import { LockManager } from '@stevedore/lock';
 import { ALL_QUEUES, passGate, QUEUE_PREFIX, wakeWaiters, type LockedWorkContext } from '@stevedore/queue';
 import type { CollectOptions, CollectResult, Store } from '@stevedore/store';
+import {
+  beginStoreRead,
+  GC_GATE,
+  listStoreReaders,
+  type ReadLeaseOptions,
+  type StoreReadLease,
+} from './store-readers.ts';
 
-/** The gate jobs wait behind while a collection runs. */
-export const GC_GATE = 'gc';
 /** Held by a collection and by an index compaction: one of them at a time. */
 export const MAINTENANCE_LOCK = 'maintenance';
 /** Bumped by each collection; a worker process that sees it change forgets its object index. */
@@ -42,7 +49,7 @@ export class MaintenanceBusyError extends Error {
   override readonly name = 'MaintenanceBusyError';
 }
 
-/** Jobs were still active when the drain timeout passed: nothing was collected. */
+/** Jobs were still active, or readers still reading, when the drain timeout passed: nothing was collected. */
 export class DrainTimeoutError extends Error {
   override readonly name = 'DrainTimeoutError';
 }
@@ -52,20 +59,15 @@ export async function readGcGeneration(redis: Redis): Promise<string> {
   return (await redis.get(GC_GENERATION_KEY)) ?? '0';
 }
 
-/** A garbage collection is running: a read that does not wait behind the gate is refused. */
-export class CollectionRunningError extends Error {
-  override readonly name = 'CollectionRunningError';
-}
-
 /**
  * A process's side of collections. Workers: every job passes the gate before it runs
- * ({@link StoreGate.enter}). Other readers of the store (the API's archive downloads):
- * {@link StoreGate.beforeRead} refuses while a collection runs. Both make the first caller after a
- * collection forget the process's object index (every caller waits for that).
+ * ({@link StoreGate.enter}). Other readers of the store (the API's archive downloads) take a read
+ * lease ({@link StoreGate.beginRead}), refused while a collection runs, which the next collection
+ * waits for. Both make the first caller after a collection forget the process's object index
+ * (every caller waits for that).
  */
 export class StoreGate {
   readonly #redis: Redis;
-  readonly #locks: LockManager;
   readonly #forget: () => Promise<void>;
   #seen: string | undefined;
   #forgetting: Promise<void> = Promise.resolve();
@@ -74,9 +76,8 @@ export class StoreGate {
    * `generation`: what {@link readGcGeneration} said before the process loaded its index
    * (undefined: the first caller forgets the index, whatever it is).
    */
-  constructor(redis: Redis, locks: LockManager, forget: () => Promise<void>, generation?: string) {
+  constructor(redis: Redis, forget: () => Promise<void>, generation?: string) {
     this.#redis = redis;
-    this.#locks = locks;
     this.#forget = forget;
     this.#seen = generation;
   }
@@ -87,14 +88,19 @@ export class StoreGate {
     await this.#sync();
   }
 
-  /** Throws {@link CollectionRunningError} while a collection runs; else returns, index current. */
-  async beforeRead(): Promise<void> {
-    if ((await this.#locks.currentFence(GC_GATE)) !== undefined) {
-      throw new CollectionRunningError(
-        'a garbage collection of the store is running: try again when it ends',
-      );
+  /**
+   * A read lease for `what` (end it when done), the object index current. Throws
+   * {@link CollectionRunningError} while a collection runs.
+   */
+  async beginRead(what: string, options: ReadLeaseOptions = {}): Promise<StoreReadLease> {
+    const lease = await beginStoreRead(this.#redis, what, options);
+    try {
+      await this.#sync();
+    } catch (err) {
+      await lease.end();
+      throw err;
     }
-    await this.#sync();
+    return lease;
   }
 
   async #sync(): Promise<void> {
@@ -108,11 +114,11 @@ export class StoreGate {
 }
 
 export interface GcRunOptions extends Omit<CollectOptions, 'roots' | 'signal'> {
-  /** How long to wait for the active jobs (default {@link DEFAULT_DRAIN_TIMEOUT_MS}). */
+  /** How long to wait for the active jobs and the readers (default {@link DEFAULT_DRAIN_TIMEOUT_MS}). */
   readonly drainTimeoutMs?: number;
   readonly lockTtlMs?: number;
   readonly signal?: AbortSignal;
-  /** Progress lines ("waiting for 2 active jobs", …). */
+  /** Progress lines ("waiting for 2 active job(s) and 1 store reader(s) to finish", …). */
   readonly onStep?: (message: string) => void;
 }
 
@@ -126,7 +132,7 @@ export interface GcRunResult extends CollectResult {
 /**
  * Runs one collection (see the module comment). Throws {@link MaintenanceBusyError} when another
  * collection or a compaction holds the maintenance lock, {@link DrainTimeoutError} when jobs stay
- * active too long (nothing collected, the gate opened again).
+ * active or readers keep reading too long (nothing collected, the gate opened again).
  */
 export async function runGarbageCollection(
   deps: { readonly connection: Redis; readonly store: Store },
@@ -157,8 +163,8 @@ export async function runGarbageCollection(
                 (s): s is AbortSignal => s !== undefined,
               ),
             );
-            step('gate closed: new jobs wait until the collection ends');
-            await drain(queues, options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS, step, signal);
+            step('gate closed: new jobs wait, and new readers are refused, until the collection ends');
+            await drain(connection, queues, options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS, step, signal);
             const roots = await queuedRoots(queues);
             step(`${roots.length} digests in queued jobs kept as roots`);
             let collected: CollectResult;
@@ -216,26 +222,32 @@ export async function holding<T>(
 }
 
 async function drain(
+  connection: Redis,
   queues: ReadonlyMap<string, Queue>,
   timeoutMs: number,
   step: (message: string) => void,
   signal: AbortSignal,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  let said = -1;
+  let said = '';
   for (;;) {
     signal.throwIfAborted();
     const counts = await Promise.all([...queues.values()].map((q) => q.getActiveCount()));
     const active = counts.reduce((n, c) => n + c, 0);
-    if (active === 0) return;
-    if (active !== said) step(`waiting for ${active} active job(s) to finish`);
-    said = active;
+    const readers = await listStoreReaders(connection);
+    if (active === 0 && readers.length === 0) return;
+    const waitingFor = [
+      ...(active > 0 ? [`${active} active job(s)`] : []),
+      ...(readers.length > 0 ? [`${readers.length} store reader(s)`] : []),
+    ].join(' and ');
+    if (waitingFor !== said) step(`waiting for ${waitingFor} to finish`);
+    said = waitingFor;
     if (Date.now() >= deadline) {
       const ids: string[] = [];
       for (const q of queues.values())
         for (const job of await q.getActive(0, 4)) ids.push(`${q.name}/${job.id}`);
       throw new DrainTimeoutError(
-        `${active} job(s) still active after ${Math.round(timeoutMs / 1000)} s (${ids.join(', ')}): nothing was collected`,
+        `${waitingFor} still there after ${Math.round(timeoutMs / 1000)} s (${[...ids, ...readers.slice(0, 4)].join(', ')}): nothing was collected`,
       );
     }
     await new Promise((resolve) => setTimeout(resolve, DRAIN_POLL_MS));

@@ -130,7 +130,6 @@ export function startWorkerHost(options: HostOptions): WorkerHost {
   };
   const gate = new StoreGate(
     connection,
-    locks,
     options.onStoreCollected ?? (() => Promise.resolve()),
     options.gcGeneration,
   );

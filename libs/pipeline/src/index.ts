@@ -13,3 +13,4 @@ export * from './errors.ts';
 export * from './status-view.ts';
 export { exportPath, storeExporter } from './processors/export.ts';
 export * from './gc.ts';
+export * from './store-readers.ts';

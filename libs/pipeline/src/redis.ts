@@ -44,17 +44,20 @@ export async function maintenanceConnection(url: string): Promise<Redis> {
     lazyConnect: true,
     retryStrategy: () => null,
   });
-  // Errors surface through the commands; without a listener ioredis would also print them.
-  redis.on('error', () => undefined);
+  // Errors surface through the commands; without a listener ioredis would also print them. The
+  // socket's error ("connect ECONNREFUSED …") says more than connect()'s "Connection is closed".
+  let socketError: Error | undefined;
+  redis.on('error', (err: Error) => (socketError ??= err));
   try {
     await redis.connect();
   } catch (err) {
-    redis.disconnect();
+    // A connection that never opened has ended already: disconnect() would only leave a 2 s timer
+    // (ioredis's disconnectTimeout) keeping the process alive.
+    if (redis.status !== 'end') redis.disconnect();
+    const reason = socketError ?? err;
     throw new Error(
-      `cannot reach Redis at ${redactUrl(url)}: ${err instanceof Error ? err.message : String(err)}`,
-      {
-        cause: err,
-      },
+      `cannot reach Redis at ${redactUrl(url)}: ${reason instanceof Error ? reason.message : String(reason)}`,
+      { cause: reason },
     );
   }
   return redis;

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseReference } from '@stevedore/oci';
 import { LockManager } from '@stevedore/lock';
 import {
+  beginStoreRead,
   GC_GATE,
   MaintenanceBusyError,
   MAINTENANCE_LOCK,
@@ -83,6 +84,33 @@ describe.each<BackendKind>(['directory', 's3'])('garbage collection, store on %s
     } finally {
       await Promise.all([...queues.values()].map((q) => q.close()));
       redis.disconnect();
+    }
+  }, 60_000);
+
+  it('a reader that keeps its lease past the drain timeout: the collection names it and collects nothing', async () => {
+    const redis = await maintenanceConnection(cluster.redisUrl);
+    const store = await cluster.openStore();
+    try {
+      const generation = await readGcGeneration(redis);
+      const lease = await beginStoreRead(redis, 'test: a long export');
+      const steps: string[] = [];
+      await expect(
+        runGarbageCollection(
+          { connection: redis, store },
+          { drainTimeoutMs: 600, onStep: (m) => steps.push(m) },
+        ),
+      ).rejects.toThrow(
+        /1 store reader\(s\) still there after 1 s \(.* pid \d+: test: a long export\): nothing was collected/,
+      );
+      expect(steps).toContain('waiting for 1 store reader(s) to finish');
+      expect(await readGcGeneration(redis)).toBe(generation);
+      // The gate opened again: readers and jobs go on.
+      const next = await beginStoreRead(redis, 'test: after the timeout');
+      await next.end();
+      await lease.end();
+    } finally {
+      redis.disconnect();
+      await store.close();
     }
   }, 60_000);
 

@@ -25,6 +25,7 @@ import {
 } from '@stevedore/export';
 import { InvalidPlatformError } from '@stevedore/oci/spec';
 import { openConfiguredStore, WORKER_ENV } from '@stevedore/pipeline/store-config';
+import { cliReadLease } from './read-lease.ts';
 
 const MB = 1000 * 1000;
 
@@ -35,6 +36,8 @@ export interface ExportArgs {
   readonly compression: string | undefined;
   readonly archiveCompression: string | undefined;
   readonly platform: string | undefined;
+  /** Where the read lease is taken (the Redis of the workers and of `stevedore gc`). */
+  readonly redisUrl: string;
 }
 
 interface ParsedArgs {
@@ -93,11 +96,22 @@ export async function exportCommand(
     );
     return 1;
   }
-  const store = await openConfiguredStore(parseEnv(WORKER_ENV));
+  // A garbage collection waits for this export; this export waits while one runs.
+  const lease = await cliReadLease(
+    'export',
+    `stevedore export of ${args.refs.length} image reference(s)`,
+    args.redisUrl,
+    io.stderr,
+  );
+  const store = await openConfiguredStore(parseEnv(WORKER_ENV)).catch(async (err: unknown) => {
+    await lease.end();
+    throw err;
+  });
   const controller = new AbortController();
   const onSignal = (signal: NodeJS.Signals): void => controller.abort(new Error(`interrupted (${signal})`));
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  lease.signal?.addEventListener('abort', () => controller.abort(lease.signal?.reason), { once: true });
   const started = performance.now();
   try {
     const plan = await planExport(
@@ -131,5 +145,6 @@ export async function exportCommand(
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await store.close();
+    await lease.end();
   }
 }

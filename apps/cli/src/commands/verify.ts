@@ -7,6 +7,7 @@
 import { parseReference, type Reference } from '@stevedore/oci/spec';
 import { verifyStore, type VerifyProblem, type VerifyResult } from '@stevedore/store';
 import { withStore } from './images.ts';
+import { cliReadLease } from './read-lease.ts';
 
 const MB = 1000 * 1000;
 const mb = (bytes: number): string => `${(bytes / MB).toFixed(1)} MB`;
@@ -28,8 +29,9 @@ export class VerifyUsageError extends Error {
 }
 
 export async function verifyCommand(
-  options: { refs: readonly string[]; json: boolean },
+  options: { refs: readonly string[]; json: boolean; redisUrl: string },
   out: NodeJS.WritableStream = process.stdout,
+  err: NodeJS.WritableStream = process.stderr,
 ): Promise<number> {
   const references: Reference[] = [];
   for (const text of options.refs) {
@@ -39,13 +41,30 @@ export async function verifyCommand(
       throw new VerifyUsageError(err instanceof Error ? err.message : String(err));
     }
   }
+  // A garbage collection deletes what verify reads (verify would report it missing): a collection
+  // waits for verify, and verify waits while one runs.
+  const lease = await cliReadLease('verify', 'stevedore verify', options.redisUrl, err);
+  try {
+    return await verifyWithin(references, options.json, lease.signal, out);
+  } finally {
+    await lease.end();
+  }
+}
+
+async function verifyWithin(
+  references: readonly Reference[],
+  json: boolean,
+  signal: AbortSignal | undefined,
+  out: NodeJS.WritableStream,
+): Promise<number> {
   return withStore(async (store) => {
     const result = await verifyStore(store, {
       ...(references.length === 0 ? {} : { references }),
+      ...(signal === undefined ? {} : { signal }),
       // Problems as they are found: a long verification shows them before it ends.
-      ...(options.json ? {} : { onProblem: (p: VerifyProblem) => out.write(problemLine(p)) }),
+      ...(json ? {} : { onProblem: (p: VerifyProblem) => out.write(problemLine(p)) }),
     });
-    out.write(options.json ? `${JSON.stringify(result)}\n` : describeVerification(result));
+    out.write(json ? `${JSON.stringify(result)}\n` : describeVerification(result));
     return result.problems.length === 0 ? 0 : 1;
   });
 }

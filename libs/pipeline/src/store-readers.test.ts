@@ -1,0 +1,83 @@
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { inject } from 'vitest';
+import '@stevedore/testing';
+import { LockManager } from '@stevedore/lock';
+import {
+  beginStoreRead,
+  CollectionRunningError,
+  GC_GATE,
+  listStoreReaders,
+  READER_KEY_PREFIX,
+  ReadLeaseLostError,
+} from './store-readers.ts';
+
+// One database of the shared test Redis for this file: the gate and the reader keys are global
+// names, and other files' tests hold the gate too.
+const DB = 7;
+let redis: Redis;
+
+beforeAll(async () => {
+  redis = new Redis(inject('stack').redis.url, { maxRetriesPerRequest: null, db: DB });
+  await redis.flushdb();
+});
+afterAll(async () => {
+  await redis.quit();
+});
+
+describe('read leases', () => {
+  it('a lease is listed with its description while held, and gone once ended', async () => {
+    const lease = await beginStoreRead(redis, 'test: download of 2 image reference(s)');
+    const readers = await listStoreReaders(redis);
+    expect(readers).toHaveLength(1);
+    expect(readers[0]).toMatch(/ pid \d+: test: download of 2 image reference\(s\)$/);
+    expect(lease.signal.aborted).toBe(false);
+    await lease.end();
+    await lease.end(); // idempotent
+    expect(await listStoreReaders(redis)).toEqual([]);
+  });
+
+  it('is refused while the gc gate is held, leaving no key behind', async () => {
+    const locks = new LockManager(redis);
+    const gate = await locks.tryAcquire(GC_GATE);
+    expect(gate.acquired).toBe(true);
+    if (!gate.acquired) return;
+    try {
+      await expect(beginStoreRead(redis, 'test: refused')).rejects.toBeInstanceOf(CollectionRunningError);
+      expect(await listStoreReaders(redis)).toEqual([]);
+    } finally {
+      await locks.release(gate.grant);
+    }
+    const lease = await beginStoreRead(redis, 'test: after the gate opened');
+    await lease.end();
+  });
+
+  it('is renewed while held, and expires when its holder stops renewing (a crashed reader)', async () => {
+    const lease = await beginStoreRead(redis, 'test: renewed', { ttlMs: 600 });
+    // Three TTLs later it is still there: renewed.
+    await new Promise((r) => setTimeout(r, 1_800));
+    expect(await listStoreReaders(redis)).toHaveLength(1);
+    expect(lease.signal.aborted).toBe(false);
+    await lease.end();
+
+    // A reader that crashed: its key, set as beginStoreRead sets it, and nobody renewing it.
+    await redis.set(`${READER_KEY_PREFIX}crashed`, 'crashed reader', 'PX', 300);
+    expect(await listStoreReaders(redis)).toEqual(['crashed reader']);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await listStoreReaders(redis)).toEqual([]);
+  });
+
+  it('a lease whose key is gone (expired while its process was stalled) aborts its signal', async () => {
+    const lease = await beginStoreRead(redis, 'test: lost', { ttlMs: 600 });
+    const keys = await redis.keys(`${READER_KEY_PREFIX}*`);
+    expect(keys).toHaveLength(1);
+    await redis.del(...keys);
+    await new Promise((r) => setTimeout(r, 400));
+    expect(lease.signal.aborted).toBe(true);
+    expect(lease.signal.reason).toBeInstanceOf(ReadLeaseLostError);
+    expect(String((lease.signal.reason as Error).message)).toMatch(/test: lost expired/);
+    // Not taken again by a renewal.
+    expect(await listStoreReaders(redis)).toEqual([]);
+    await lease.end();
+  });
+});
