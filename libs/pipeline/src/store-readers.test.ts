@@ -8,11 +8,11 @@ import {
   CollectionRunningError,
   GC_GATE,
   listStoreReaders,
-  READER_KEY_PREFIX,
+  READERS_KEY,
   ReadLeaseLostError,
 } from './store-readers.ts';
 
-// One database of the shared test Redis for this file: the gate and the reader keys are global
+// One database of the shared test Redis for this file: the gate and the readers' set are global
 // names, and other files' tests hold the gate too.
 const DB = 7;
 let redis: Redis;
@@ -60,18 +60,20 @@ describe('read leases', () => {
     expect(lease.signal.aborted).toBe(false);
     await lease.end();
 
-    // A reader that crashed: its key, set as beginStoreRead sets it, and nobody renewing it.
-    await redis.set(`${READER_KEY_PREFIX}crashed`, 'crashed reader', 'PX', 300);
+    // A reader that crashed: its entry, expiring in 300 ms of Redis's clock, and nobody renewing it.
+    const [seconds, micros] = await redis.time();
+    const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+    await redis.zadd(READERS_KEY, now + 300, 'crashed reader');
     expect(await listStoreReaders(redis)).toEqual(['crashed reader']);
     await new Promise((r) => setTimeout(r, 500));
     expect(await listStoreReaders(redis)).toEqual([]);
   });
 
-  it('a lease whose key is gone (expired while its process was stalled) aborts its signal', async () => {
+  it('a lease whose entry is gone (expired while its process was stalled) aborts its signal', async () => {
     const lease = await beginStoreRead(redis, 'test: lost', { ttlMs: 600 });
-    const keys = await redis.keys(`${READER_KEY_PREFIX}*`);
-    expect(keys).toHaveLength(1);
-    await redis.del(...keys);
+    const members = await redis.zrange(READERS_KEY, 0, -1);
+    expect(members).toHaveLength(1);
+    await redis.zrem(READERS_KEY, ...members);
     await new Promise((r) => setTimeout(r, 400));
     expect(lease.signal.aborted).toBe(true);
     expect(lease.signal.reason).toBeInstanceOf(ReadLeaseLostError);
@@ -79,5 +81,14 @@ describe('read leases', () => {
     // Not taken again by a renewal.
     expect(await listStoreReaders(redis)).toEqual([]);
     await lease.end();
+
+    // Expired but not yet removed (nobody listed the readers since): not brought back either.
+    const stale = await beginStoreRead(redis, 'test: stale', { ttlMs: 600 });
+    const [member] = await redis.zrange(READERS_KEY, 0, -1);
+    await redis.zadd(READERS_KEY, 'XX', 0, member!);
+    await new Promise((r) => setTimeout(r, 400));
+    expect(stale.signal.aborted).toBe(true);
+    expect(await redis.zrange(READERS_KEY, 0, -1)).toEqual([]);
+    await stale.end();
   });
 });
