@@ -73,9 +73,9 @@ live objects take less than --repack-below of their bytes (default 0.5; 0: never
 those objects as they are stored. Needs the Redis the workers use (STEVEDORE_REDIS_URL): it closes
 a gate that every job waits behind, waits for the active jobs and the store's readers (API
 downloads, stevedore export and verify) to finish (at most --drain-timeout, default 10m), keeps
-every digest a queued job names, collects, and opens the gate. Pulls and exports pause meanwhile
-(export and verify commands wait, API downloads are refused with 503); references and images that
-are kept are never touched.
+every digest a queued or failed job names (failed jobs stay a week, to be retried), collects, and
+opens the gate. Pulls and exports pause meanwhile (export and verify commands wait, API downloads
+are refused with 503); references and images that are kept are never touched.
   --dry-run   report what would be deleted and rewritten, change nothing
 Exits 1 when another gc or a compaction is running, jobs or readers stay past the timeout, Redis is
 unreachable, or the store is damaged (records collected, packs left alone: run stevedore verify).

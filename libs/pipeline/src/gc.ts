@@ -12,8 +12,8 @@
  *    and no reader outside the jobs holds a read lease (an API download, a CLI export or verify:
  *    store-readers.ts); readers that come later are refused while the gate is held.
  * 3. Queued work is kept: every digest in the payload of a job not finished (waiting, delayed,
- *    waiting for children) is a root, so a pull whose layers are committed and whose image is not
- *    yet keeps them.
+ *    waiting for children) or failed (kept a week, to be retried) is a root, so a pull whose
+ *    layers are committed and whose image is not yet, or never will be unless retried, keeps them.
  * 4. It collects and, when it deleted or rewrote packs (or failed halfway), bumps the store
  *    generation (every worker process forgets its object index before its next job: the index
  *    files were rewritten and packs deleted), and opens the gate, waking the parked jobs.
@@ -40,8 +40,20 @@ export const GC_GENERATION_KEY = 'stevedore:gc:generation';
 /** How long a collection waits for the active jobs by default. */
 export const DEFAULT_DRAIN_TIMEOUT_MS = 10 * 60 * 1000;
 const DRAIN_POLL_MS = 200;
-/** Job states whose payloads are roots: work that will still run. */
-const QUEUED_STATES = ['waiting', 'delayed', 'prioritized', 'waiting-children', 'paused', 'active'] as const;
+/**
+ * Job states whose payloads are roots: work that will still run, and failed jobs, which BullMQ keeps
+ * a week for an operator to read and retry (libs/queue options.ts): a retried pull finds what it
+ * had committed (a failed image commit names the manifest, which leads to every layer).
+ */
+const ROOT_STATES = [
+  'waiting',
+  'delayed',
+  'prioritized',
+  'waiting-children',
+  'paused',
+  'active',
+  'failed',
+] as const;
 const DIGEST = /sha256:[0-9a-f]{64}/g;
 
 /** A collection or a compaction is running: this one did nothing. */
@@ -166,7 +178,7 @@ export async function runGarbageCollection(
             step('gate closed: new jobs wait, and new readers are refused, until the collection ends');
             await drain(connection, queues, options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS, step, signal);
             const roots = await queuedRoots(queues);
-            step(`${roots.length} digests in queued jobs kept as roots`);
+            step(`${roots.length} digests in queued and failed jobs kept as roots`);
             let collected: CollectResult;
             try {
               collected = await store.collectGarbage({
@@ -254,11 +266,11 @@ async function drain(
   }
 }
 
-/** Every digest in the payloads of jobs that will still run. */
+/** Every digest in the payloads of jobs that will still run, or failed and may be retried. */
 async function queuedRoots(queues: ReadonlyMap<string, Queue>): Promise<string[]> {
   const roots = new Set<string>();
   for (const q of queues.values()) {
-    for (const job of await q.getJobs([...QUEUED_STATES], 0, -1)) {
+    for (const job of await q.getJobs([...ROOT_STATES], 0, -1)) {
       for (const d of JSON.stringify(job.data ?? {}).match(DIGEST) ?? []) roots.add(d);
     }
   }

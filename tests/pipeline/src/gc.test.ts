@@ -114,6 +114,40 @@ describe.each<BackendKind>(['directory', 's3'])('garbage collection, store on %s
     }
   }, 60_000);
 
+  it('a failed pull keeps the layers it committed through a collection: run again, it fetches only the rest', async () => {
+    const base = generateTree({ seed: 8500, files: 50 });
+    const app = generateTree({ seed: 8600, files: 20, root: 'app' });
+    const image = await buildImageFromTrees([base, app], { compression: 'gzip' });
+    await cluster.push('gc/failed:1', image);
+    const [baseLayer, appLayer] = layersOf(image);
+    cluster.proxy.resetCounters();
+    cluster.proxy.setRules([
+      { method: 'GET', path: new RegExp(`/blobs/${appLayer!.digest}$`), corruptByteAt: 50, times: Infinity },
+    ]);
+    const failed = await cluster.wait(await cluster.submit('gc/failed:1'));
+    expect(failed.state).toBe('failed');
+    const store = await cluster.openStore();
+    const redis = await maintenanceConnection(cluster.redisUrl);
+    try {
+      // The base layer's jobs go on after the other layer failed the image.
+      await until('the base layer to be committed', () => store.hasLayer(baseLayer!.diffID));
+      const r = await runGarbageCollection({ connection: redis, store });
+      expect(r.problems).toEqual([]);
+      expect(await store.hasLayer(baseLayer!.diffID)).toBe(true);
+      expect((await verifyStore(store)).problems).toEqual([]);
+
+      cluster.proxy.clearRules();
+      const again = await cluster.wait(await cluster.submit('gc/failed:1'));
+      expect([again.state, again.failedReason]).toEqual(['completed', undefined]);
+      // The base blob was fetched once in all: the collection left what the failed pull committed.
+      expect(blobGets(cluster.proxy, baseLayer!.digest)).toBe(1);
+      expect((await verifyStore(store)).problems).toEqual([]);
+    } finally {
+      redis.disconnect();
+      await store.close();
+    }
+  }, 120_000);
+
   it('deletes what rm left, keeps the rest; workers reload the index, so a later pull stores the collected files again', async () => {
     const base = generateTree({ seed: 8200, files: 120, largeFiles: 1, content: 'mixed' });
     const appA = generateTree({ seed: 8300, files: 60, root: 'app-a' });
@@ -160,7 +194,7 @@ describe.each<BackendKind>(['directory', 's3'])('garbage collection, store on %s
       expect((await cluster.wait(await cluster.submit('gc/c:1'))).state).toBe('completed');
       const verified = await verifyStore(store);
       expect(verified.problems).toEqual([]);
-      expect(verified.references).toBe(3); // b, c, and the gated pull of the first test
+      expect(verified.references).toBe(4); // b, c, the gated pull and the failed one run again
       const hasher = cluster.workers.find((w) => w.output().includes('"hasher"')) ?? cluster.workers[1]!;
       expect(hasher.output()).toContain('object index forgotten');
       // And a is pulled again from scratch, dedup against b's base intact.
