@@ -255,7 +255,7 @@ describe('stevedore CLI', () => {
     const gc = await stevedore(['gc'], env);
     expect(gc.code).toBe(0);
     expect(gc.stdout).toMatch(
-      /^gate closed: new jobs wait, and new readers are refused, until the collection ends\n/,
+      /^gate closed: new jobs and store readers wait until the collection ends\n/,
     );
     expect(gc.stdout).toContain('Deleted:\n  1 image(s), 2 layer(s) with 2 splitstream(s)');
     expect(await readdir(packsDir)).toEqual([]);

@@ -175,7 +175,7 @@ export async function runGarbageCollection(
                 (s): s is AbortSignal => s !== undefined,
               ),
             );
-            step('gate closed: new jobs wait, and new readers are refused, until the collection ends');
+            step('gate closed: new jobs and store readers wait until the collection ends');
             await drain(connection, queues, options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS, step, signal);
             const roots = await queuedRoots(queues);
             step(`${roots.length} digests in queued and failed jobs kept as roots`);
