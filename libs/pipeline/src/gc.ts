@@ -252,18 +252,27 @@ async function drain(
       ...(active > 0 ? [`${active} active job(s)`] : []),
       ...(readers.length > 0 ? [`${readers.length} store reader(s)`] : []),
     ].join(' and ');
-    if (waitingFor !== said) step(`waiting for ${waitingFor} to finish`);
+    const who =
+      readers.length === 0
+        ? ''
+        : ` (${readers.slice(0, 3).map(readerName).join('; ')}${readers.length > 3 ? '; …' : ''})`;
+    if (waitingFor !== said) step(`waiting for ${waitingFor} to finish${who}`);
     said = waitingFor;
     if (Date.now() >= deadline) {
       const ids: string[] = [];
       for (const q of queues.values())
         for (const job of await q.getActive(0, 4)) ids.push(`${q.name}/${job.id}`);
       throw new DrainTimeoutError(
-        `${waitingFor} still there after ${Math.round(timeoutMs / 1000)} s (${[...ids, ...readers.slice(0, 4)].join(', ')}): nothing was collected`,
+        `${waitingFor} still there after ${Math.round(timeoutMs / 1000)} s (${[...ids, ...readers.slice(0, 4).map(readerName)].join(', ')}): nothing was collected`,
       );
     }
     await new Promise((resolve) => setTimeout(resolve, DRAIN_POLL_MS));
   }
+}
+
+/** A reader as people read it: its lease's member without the id (`<host> pid <pid>: <what>`). */
+function readerName(member: string): string {
+  return member.slice(member.indexOf(' ') + 1);
 }
 
 /** Every digest in the payloads of jobs that will still run, or failed and may be retried. */

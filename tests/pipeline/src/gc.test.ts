@@ -102,7 +102,11 @@ describe.each<BackendKind>(['directory', 's3'])('garbage collection, store on %s
       ).rejects.toThrow(
         /1 store reader\(s\) still there after 1 s \(.* pid \d+: test: a long export\): nothing was collected/,
       );
-      expect(steps).toContain('waiting for 1 store reader(s) to finish');
+      expect(steps).toContainEqual(
+        expect.stringMatching(
+          /^waiting for 1 store reader\(s\) to finish \(\S+ pid \d+: test: a long export\)$/,
+        ),
+      );
       expect(await readGcGeneration(redis)).toBe(generation);
       // The gate opened again: readers and jobs go on.
       const next = await beginStoreRead(redis, 'test: after the timeout');
