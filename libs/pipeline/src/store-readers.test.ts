@@ -25,6 +25,14 @@ afterAll(async () => {
   await redis.quit();
 });
 
+async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 describe('read leases', () => {
   it('a lease is listed with its description while held, and gone once ended', async () => {
     const lease = await beginStoreRead(redis, 'test: download of 2 image reference(s)');
@@ -53,29 +61,31 @@ describe('read leases', () => {
   });
 
   it('is renewed while held, and expires when its holder stops renewing (a crashed reader)', async () => {
-    const lease = await beginStoreRead(redis, 'test: renewed', { ttlMs: 600 });
+    // A TTL long enough that a busy CI machine's event loop still renews in time.
+    const lease = await beginStoreRead(redis, 'test: renewed', { ttlMs: 1_500 });
     // Three TTLs later it is still there: renewed.
-    await new Promise((r) => setTimeout(r, 1_800));
+    await new Promise((r) => setTimeout(r, 4_600));
     expect(await listStoreReaders(redis)).toHaveLength(1);
     expect(lease.signal.aborted).toBe(false);
     await lease.end();
 
-    // A reader that crashed: its entry, expiring in 300 ms of Redis's clock, and nobody renewing it.
+    // A reader that crashed: its entry, expiring in 2 s of Redis's clock, and nobody renewing it.
     const [seconds, micros] = await redis.time();
     const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
-    await redis.zadd(READERS_KEY, now + 300, 'crashed reader');
+    await redis.zadd(READERS_KEY, now + 2_000, 'crashed reader');
     expect(await listStoreReaders(redis)).toEqual(['crashed reader']);
-    await new Promise((r) => setTimeout(r, 500));
-    expect(await listStoreReaders(redis)).toEqual([]);
-  });
+    await eventually(
+      'the crashed reader to expire',
+      async () => (await listStoreReaders(redis)).length === 0,
+    );
+  }, 30_000);
 
   it('a lease whose entry is gone (expired while its process was stalled) aborts its signal', async () => {
     const lease = await beginStoreRead(redis, 'test: lost', { ttlMs: 600 });
     const members = await redis.zrange(READERS_KEY, 0, -1);
     expect(members).toHaveLength(1);
     await redis.zrem(READERS_KEY, ...members);
-    await new Promise((r) => setTimeout(r, 400));
-    expect(lease.signal.aborted).toBe(true);
+    await eventually('the lost lease to abort', () => Promise.resolve(lease.signal.aborted));
     expect(lease.signal.reason).toBeInstanceOf(ReadLeaseLostError);
     expect(String((lease.signal.reason as Error).message)).toMatch(/test: lost expired/);
     // Not taken again by a renewal.
@@ -86,9 +96,8 @@ describe('read leases', () => {
     const stale = await beginStoreRead(redis, 'test: stale', { ttlMs: 600 });
     const [member] = await redis.zrange(READERS_KEY, 0, -1);
     await redis.zadd(READERS_KEY, 'XX', 0, member!);
-    await new Promise((r) => setTimeout(r, 400));
-    expect(stale.signal.aborted).toBe(true);
+    await eventually('the stale lease to abort', () => Promise.resolve(stale.signal.aborted));
     expect(await redis.zrange(READERS_KEY, 0, -1)).toEqual([]);
     await stale.end();
-  });
+  }, 30_000);
 });
