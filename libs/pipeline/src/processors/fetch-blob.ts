@@ -9,7 +9,7 @@ import type { Job } from 'bullmq';
 import { parseDiffID, parseDigest } from '@stevedore/oci';
 import { withBlobLock, type FetchBlobJob, type FetchProgress, type FetchResult } from '@stevedore/queue';
 import type { ProcessorDeps } from '../deps.ts';
-import { progressMeter } from '../progress.ts';
+import { meteredBody } from '../progress.ts';
 import { fetchAndMaybeSplit } from './split-while-fetching.ts';
 
 function wasParked(job: Job): boolean {
@@ -57,11 +57,9 @@ export async function processFetchBlob(
         repository: job.data.repository.slice(slash + 1),
       };
       const body = registry.fetchBlob(repo, { digest, size }, { signal: lockSignal });
-      const meter = progressMeter((bytes) => {
+      const metered = meteredBody(body, (bytes) => {
         void job.updateProgress({ bytes, total: size, outcome: 'fetching' } satisfies FetchProgress);
       });
-      const metered = body.pipe(meter);
-      body.once('error', (err) => metered.destroy(err));
       // No fence needed for the blob: it is verified against its digest, the same bytes whoever
       // writes it. The registry client's stream fails before its end unless the bytes match.
       const split = await fetchAndMaybeSplit(deps, {
