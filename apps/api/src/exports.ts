@@ -321,7 +321,13 @@ export function registerExportRoutes(app: FastifyInstance, deps: ExportRouteDeps
         summary: 'Queue an export job: the hasher writes the archive into the store, to download later',
         tags: ['exports'],
         body: exportRequestSchema,
-        response: { 202: exportCreatedSchema, 400: errorSchema, 404: errorSchema, 409: errorSchema },
+        response: {
+          202: exportCreatedSchema,
+          400: errorSchema,
+          404: errorSchema,
+          409: errorSchema,
+          503: errorSchema,
+        },
       }),
     },
     async (req, reply) => {
@@ -402,7 +408,7 @@ export function registerExportRoutes(app: FastifyInstance, deps: ExportRouteDeps
         summary: 'State of an export job, and where to download its archive once completed',
         tags: ['exports'],
         params: idParams,
-        response: { 200: exportStatusSchema, 404: errorSchema },
+        response: { 200: exportStatusSchema, 404: errorSchema, 503: errorSchema },
       }),
     },
     async (req, reply) => {
@@ -441,7 +447,12 @@ export function registerExportRoutes(app: FastifyInstance, deps: ExportRouteDeps
         summary: 'Delete a stored export (its record, then its archive) and its finished job',
         tags: ['exports'],
         params: idParams,
-        response: { 204: { type: 'null', description: 'Deleted' }, 404: errorSchema, 409: errorSchema },
+        response: {
+          204: { type: 'null', description: 'Deleted' },
+          404: errorSchema,
+          409: errorSchema,
+          503: errorSchema,
+        },
       }),
     },
     async (req, reply) => {

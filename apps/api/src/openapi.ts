@@ -49,7 +49,7 @@ const STATUS_TEXT: Readonly<Record<string, string>> = {
   '404': 'Not found',
   '500': 'Internal error',
   '503':
-    'Unavailable: not ready (the message names the failing check), or a garbage collection is running (see Retry-After)',
+    'Unavailable: not ready (the message names the failing check), Redis unreachable, or a garbage collection running (see Retry-After)',
 };
 
 /** `/v1/pulls/:id` → `/v1/pulls/{id}`, `/v1/images/*` → `/v1/images/{ref}`. */

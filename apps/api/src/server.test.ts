@@ -4,7 +4,7 @@ import { Registry } from 'prom-client';
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { RedisPipelineMetrics } from '@stevedore/metrics';
 import { parseReference } from '@stevedore/oci';
-import { producerConnection } from '@stevedore/pipeline';
+import { producerConnection, PullSubmitter } from '@stevedore/pipeline';
 import { QUEUE_PREFIX } from '@stevedore/queue';
 import { openS3Backend, Store } from '@stevedore/store';
 import {
@@ -527,6 +527,43 @@ describe('probes', () => {
     });
     await broken.close();
     await missingBucket.close();
+  });
+
+  it('answers 503 at once on the queue routes while Redis is unreachable (BullMQ would wait without end)', async () => {
+    // Nothing listens on port 1: the connection keeps trying, as the API's does while Redis is down.
+    const redis = producerConnection('redis://127.0.0.1:1');
+    redis.on('error', () => undefined);
+    const cut = await buildServer({
+      config: {
+        STEVEDORE_API_TOKEN: TOKEN,
+        STEVEDORE_BOARD_USER: BOARD_USER,
+        STEVEDORE_BOARD_PASSWORD: BOARD_PASSWORD,
+      },
+      redis,
+      submitter: new PullSubmitter(redis),
+      store: api.store,
+      metrics: new Registry(),
+    });
+    try {
+      const auth = { authorization: `Bearer ${TOKEN}` };
+      for (const [method, url, payload] of [
+        ['POST', '/v1/pulls', { ref: 'registry.test/app:1' }],
+        ['GET', '/v1/pulls/pull-0000000000000000-x', undefined],
+        ['POST', '/v1/exports', { refs: ['registry.test/app:1'] }],
+        ['GET', '/v1/exports/export-0000000000000000', undefined],
+      ] as const) {
+        const res = await cut.inject({ method, url, headers: auth, ...(payload ? { payload } : {}) });
+        expect([method, url, res.statusCode, res.headers['retry-after']]).toEqual([method, url, 503, '5']);
+        expect(res.json<{ error: string }>().error).toMatch(
+          /^the queues' Redis is unreachable \(connection \w+\): try again later$/,
+        );
+      }
+      // Routes that read only the store still answer.
+      expect((await cut.inject({ method: 'GET', url: '/v1/images', headers: auth })).statusCode).toBe(200);
+    } finally {
+      redis.disconnect();
+      await cut.close();
+    }
   });
 });
 

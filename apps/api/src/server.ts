@@ -88,6 +88,18 @@ export interface ApiDeps {
   readonly version?: string;
 }
 
+/** Routes that read or write the queues (or a read lease): 503 while Redis is not connected. */
+const QUEUE_ROUTES = new Set([
+  'POST /v1/pulls',
+  'GET /v1/pulls/:id',
+  'POST /v1/exports/download',
+  'POST /v1/exports',
+  'GET /v1/exports/:id',
+  'DELETE /v1/exports/:id',
+]);
+/** Retry-After of a request refused while Redis is not connected: a restart takes seconds. */
+const REDIS_RETRY_AFTER_S = 5;
+
 function pullView(status: PullStatus): Record<string, unknown> {
   return {
     id: status.id,
@@ -169,6 +181,17 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
       .code(401)
       .header('www-authenticate', bearerChallenge(result))
       .send({ error: result.message });
+  });
+
+  // BullMQ waits for an unreachable Redis without end: a request that goes to the queues while the
+  // connection is down answers 503 at once instead of hanging until Redis is back.
+  app.addHook('preHandler', async (request: FastifyRequest, reply: FastifyReply) => {
+    if (!QUEUE_ROUTES.has(`${request.method} ${request.routeOptions.url ?? ''}`)) return undefined;
+    if (deps.redis.status === 'ready') return undefined;
+    return reply
+      .code(503)
+      .header('retry-after', String(REDIS_RETRY_AFTER_S))
+      .send({ error: `the queues' Redis is unreachable (connection ${deps.redis.status}): try again later` });
   });
 
   app.setErrorHandler(async (error: FastifyError, request, reply) => {
@@ -273,7 +296,7 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
         summary: 'Queue a pull of an image reference',
         tags: ['pulls'],
         body: pullRequestSchema,
-        response: { 202: pullCreatedSchema, 400: errorSchema },
+        response: { 202: pullCreatedSchema, 400: errorSchema, 503: errorSchema },
       }),
     },
     async (request, reply) => {
@@ -309,7 +332,7 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
             },
           },
         },
-        response: { 200: pullStatusSchema, 404: errorSchema },
+        response: { 200: pullStatusSchema, 404: errorSchema, 503: errorSchema },
       }),
     },
     async (request, reply) => {

@@ -254,9 +254,7 @@ describe('stevedore CLI', () => {
     expect(await readdir(packsDir)).toEqual(packs);
     const gc = await stevedore(['gc'], env);
     expect(gc.code).toBe(0);
-    expect(gc.stdout).toMatch(
-      /^gate closed: new jobs and store readers wait until the collection ends\n/,
-    );
+    expect(gc.stdout).toMatch(/^gate closed: new jobs and store readers wait until the collection ends\n/);
     expect(gc.stdout).toContain('Deleted:\n  1 image(s), 2 layer(s) with 2 splitstream(s)');
     expect(await readdir(packsDir)).toEqual([]);
     const after = JSON.parse((await stevedore(['verify', '--json'], env)).stdout) as Record<string, unknown>;
@@ -365,6 +363,17 @@ describe('stevedore CLI', () => {
     // One directory per Node version and one entry per module: main.ts, the command's module and
     // the store's modules it loads.
     expect(cached.length).toBeGreaterThan(5);
+  });
+
+  it('says at once when Redis is unreachable, with its password masked (pull)', async () => {
+    const result = await stevedore(['pull', 'registry.test/app:1'], {
+      ...env,
+      STEVEDORE_REDIS_URL: 'redis://:not-for-logs@127.0.0.1:1',
+    });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe(
+      'stevedore: cannot reach Redis at redis://:***@127.0.0.1:1: connect ECONNREFUSED 127.0.0.1:1\n',
+    );
   });
 
   it('refuses bad usage with exit code 2', async () => {

@@ -37,12 +37,41 @@ export function redactUrl(url: string): string {
  * is returned (rejects at once when Redis is unreachable), and never reconnecting: a collection
  * that loses Redis loses its locks, and must stop rather than carry on unguarded.
  */
-export async function maintenanceConnection(url: string): Promise<Redis> {
+export function maintenanceConnection(url: string): Promise<Redis> {
+  return connectedOrError(url, 0);
+}
+
+/** How long a CLI command's connection tries to get Redis back once it was lost. */
+const COMMAND_RECONNECT_MS = 30_000;
+const RECONNECT_DELAY_MS = 500;
+
+/**
+ * A connection for a CLI command that talks to the queues (`stevedore pull`): connected before it
+ * is returned (rejects at once, naming the cause, when Redis is unreachable: BullMQ would otherwise
+ * wait for it forever), and reconnecting for at most 30 s after it is lost (a Redis restart while
+ * `--wait` follows a pull), then ended, which fails the command's pending calls.
+ */
+export function commandConnection(url: string): Promise<Redis> {
+  return connectedOrError(url, COMMAND_RECONNECT_MS);
+}
+
+async function connectedOrError(url: string, reconnectForMs: number): Promise<Redis> {
+  let wasReady = false;
+  let lostAt: number | undefined;
   const redis = new Redis(url, {
     maxRetriesPerRequest: 1,
     connectTimeout: PRODUCER_CONNECT_TIMEOUT_MS,
     lazyConnect: true,
-    retryStrategy: () => null,
+    // Never before the first connection was ready; after it, for reconnectForMs from the loss.
+    retryStrategy: () => {
+      if (!wasReady) return null;
+      lostAt ??= Date.now();
+      return Date.now() - lostAt < reconnectForMs ? RECONNECT_DELAY_MS : null;
+    },
+  });
+  redis.on('ready', () => {
+    wasReady = true;
+    lostAt = undefined;
   });
   // Errors surface through the commands; without a listener ioredis would also print them. The
   // socket's error ("connect ECONNREFUSED …") says more than connect()'s "Connection is closed".

@@ -6,7 +6,7 @@
 
 import {
   plainView,
-  producerConnection,
+  commandConnection,
   PullSubmitter,
   terminalView,
   type ProgressView,
@@ -24,7 +24,8 @@ export interface PullArgs {
 }
 
 export async function pullCommand(args: PullArgs, out: NodeJS.WriteStream = process.stdout): Promise<number> {
-  const redis = producerConnection(args.redisUrl);
+  // Connected first: with Redis unreachable, BullMQ would wait for it without end.
+  const redis = await commandConnection(args.redisUrl);
   const submitter = new PullSubmitter(redis);
   try {
     const id = await submitter.submit(args.ref, args.platform);
