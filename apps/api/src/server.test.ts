@@ -551,6 +551,7 @@ describe('probes', () => {
         ['GET', '/v1/pulls/pull-0000000000000000-x', undefined],
         ['POST', '/v1/exports', { refs: ['registry.test/app:1'] }],
         ['GET', '/v1/exports/export-0000000000000000', undefined],
+        ['GET', '/metrics', undefined],
       ] as const) {
         const res = await cut.inject({ method, url, headers: auth, ...(payload ? { payload } : {}) });
         expect([method, url, res.statusCode, res.headers['retry-after']]).toEqual([method, url, 503, '5']);

@@ -88,8 +88,13 @@ export interface ApiDeps {
   readonly version?: string;
 }
 
-/** Routes that read or write the queues (or a read lease): 503 while Redis is not connected. */
+/**
+ * Routes that read or write the queues (or a read lease): 503 while Redis is not connected. The
+ * metrics too: their queue and pipeline gauges are read from Redis at scrape time, and a scrape
+ * that fails at once says more than one that times out.
+ */
 const QUEUE_ROUTES = new Set([
+  'GET /metrics',
   'POST /v1/pulls',
   'GET /v1/pulls/:id',
   'POST /v1/exports/download',
@@ -265,7 +270,7 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
         summary: 'Prometheus metrics: queue job counts and pipeline counters and histograms',
         tags: ['metrics'],
         produces: 'text/plain',
-        response: { 200: { type: 'string' } },
+        response: { 200: { type: 'string' }, 503: errorSchema },
       }),
     },
     async (_request, reply) => {
