@@ -75,6 +75,18 @@ function withReaderCommands(redis: Redis): Redis & ReaderCommands {
   return redis as Redis & ReaderCommands;
 }
 
+const lockManagers = new WeakMap<Redis, LockManager>();
+
+/** One LockManager per connection: its constructor defines the lock scripts on the connection. */
+function gateLocks(redis: Redis): LockManager {
+  let locks = lockManagers.get(redis);
+  if (locks === undefined) {
+    locks = new LockManager(redis);
+    lockManagers.set(redis, locks);
+  }
+  return locks;
+}
+
 /** A garbage collection is running: a read that does not wait behind the gate is refused. */
 export class CollectionRunningError extends Error {
   override readonly name = 'CollectionRunningError';
@@ -115,7 +127,7 @@ export async function beginStoreRead(
   await commands.storeReaderEnter(READERS_KEY, member, ttlMs);
   let gateHeld: boolean;
   try {
-    gateHeld = (await new LockManager(redis).currentFence(GC_GATE)) !== undefined;
+    gateHeld = (await gateLocks(redis).currentFence(GC_GATE)) !== undefined;
   } catch (err) {
     await withdraw();
     throw err;
