@@ -7,7 +7,8 @@ import { PassThrough, Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createZstdDecompress } from 'node:zlib';
 import { layerCompression, parseMediaType, type LayerCompression } from '@stevedore/oci';
-import { STREAM_CHUNK_BYTES } from '@stevedore/store';
+import { chunksOf, STREAM_CHUNK_BYTES, type LayerInput } from '@stevedore/store';
+import { gunzipInPlace, nativeGunzipAvailable } from './gunzip.ts';
 
 const GZIP_MAGIC = [0x1f, 0x8b];
 const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
@@ -41,9 +42,9 @@ function decoder(compression: LayerCompression): Transform {
  * Returns the uncompressed tar stream of a layer blob. `what` names the layer in errors. The
  * first chunk is inspected and then fed to the decoder, so nothing is read twice.
  */
-export async function decompressLayer(blob: Readable, mediaType: string, what: string): Promise<Readable> {
+export async function decompressLayer(blob: Readable, mediaType: string, what: string): Promise<LayerInput> {
   const declared = layerCompression(parseMediaType(mediaType));
-  const iterator = blob[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  const iterator = chunksOf(blob, STREAM_CHUNK_BYTES);
   let head = Buffer.alloc(0);
   const firstChunks: Buffer[] = [];
   while (head.length < SNIFF_BYTES) {
@@ -59,13 +60,24 @@ export async function decompressLayer(blob: Readable, mediaType: string, what: s
       `${what}: media type ${mediaType} says ${declared}, but the content is ${actual}`,
     );
   }
+  /** The blob's chunks, the sniffed ones first; the blob stops when its reader stops early. */
   async function* replay(): AsyncGenerator<Buffer> {
-    yield* firstChunks;
-    for (;;) {
-      const next = await iterator.next();
-      if (next.done === true) return;
-      yield next.value;
+    try {
+      yield* firstChunks;
+      yield* iterator;
+    } finally {
+      await iterator.return(undefined);
     }
+  }
+  // Read in place by the store (see LayerInput): no stream between the blob and the split.
+  if (declared === 'none') return replay();
+  if (declared === 'gzip' && nativeGunzipAvailable) {
+    // A reader that stops early stops the blob at once, even while the decoder waits for it.
+    return namedErrors(
+      gunzipInPlace(replay(), () => blob.destroy()),
+      what,
+      declared,
+    );
   }
   const out = decoder(declared);
   // pipeline ties the blob's lifetime to the decoder's (an abort downstream stops the blob).
@@ -73,16 +85,21 @@ export async function decompressLayer(blob: Readable, mediaType: string, what: s
     blob.destroy();
     out.destroy(err instanceof Error ? err : new Error(String(err)));
   });
-  // The decoder's own errors ("incorrect header check") say nothing of which layer: name it.
-  async function* named(): AsyncGenerator<Buffer> {
-    try {
-      for await (const chunk of out as AsyncIterable<Buffer>) yield chunk;
-    } catch (err) {
-      if (!isDecoderError(err)) throw err;
-      throw new CorruptLayerError(`${what}: its ${declared} data is corrupt: ${err.message}`, { cause: err });
-    }
+  return Readable.from(namedErrors(out as AsyncIterable<Buffer>, what, declared), { objectMode: false });
+}
+
+/** The decoder's own errors ("incorrect header check") say nothing of which layer: this names it. */
+async function* namedErrors<T>(
+  chunks: AsyncIterable<T>,
+  what: string,
+  codec: LayerCompression,
+): AsyncGenerator<T> {
+  try {
+    yield* chunks;
+  } catch (err) {
+    if (!isDecoderError(err)) throw err;
+    throw new CorruptLayerError(`${what}: its ${codec} data is corrupt: ${err.message}`, { cause: err });
   }
-  return Readable.from(named(), { objectMode: false });
 }
 
 /** zlib's and zstd's errors for data that does not decode (their `code`s; see errors.ts). */

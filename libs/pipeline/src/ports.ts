@@ -6,6 +6,7 @@
 import type { Readable } from 'node:stream';
 import type { Descriptor, DiffID, Digest, ParsedManifest, Reference } from '@stevedore/oci';
 import type { ExportJob } from '@stevedore/queue';
+import type { LayerInput } from '@stevedore/store';
 
 export interface PublishOptions {
   readonly signal?: AbortSignal;
@@ -52,7 +53,8 @@ export interface PipelineStore {
   hasLayer(diffID: DiffID): Promise<boolean>;
   /** True when the layer's content (objects and splitstream) is stored, committed or not. */
   hasLayerContent(diffID: DiffID): Promise<boolean>;
-  importLayer(tar: Readable, expectedDiffID: DiffID, options?: PublishOptions): Promise<LayerImportStats>;
+  /** `tar` is read in place when it is an iterable (see the store's LayerInput). */
+  importLayer(tar: LayerInput, expectedDiffID: DiffID, options?: PublishOptions): Promise<LayerImportStats>;
   commitLayer(record: LayerRecordInput): Promise<void>;
   commitImage(record: ImageRecordInput): Promise<void>;
   /** `registry/repository:tag`, or `registry/repository@digest` pointing at that same digest. */

@@ -76,7 +76,7 @@ export {
   writeAll,
 } from './direct-io.ts';
 export { DirectFileWriter } from './direct-file-writer.ts';
-export { drained, type DrainableSink } from './drained.ts';
+export { chunksOf, drained, type DrainableSink } from './drained.ts';
 export type { ChecksumMode, S3BackendConfig } from './backend/s3.ts';
 export {
   compileCacheEnv,

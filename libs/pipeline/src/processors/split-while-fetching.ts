@@ -19,7 +19,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import type { LockGrant } from '@stevedore/lock';
 import type { DiffID, Digest } from '@stevedore/oci';
 import { wakeWaiters } from '@stevedore/queue';
-import { drained, STREAM_CHUNK_BYTES } from '@stevedore/store';
+import { chunksOf, drained, STREAM_CHUNK_BYTES } from '@stevedore/store';
 import { decompressLayer } from '../compression.ts';
 import type { ProcessorDeps } from '../deps.ts';
 import type { Logger } from '../logger.ts';
@@ -154,7 +154,7 @@ async function teeAndSplit(
     }
   };
   try {
-    for await (const chunk of work.body as AsyncIterable<Buffer>) await pass(chunk);
+    for await (const chunk of chunksOf(work.body, STREAM_CHUNK_BYTES)) await pass(chunk);
     toBlob.end();
     if (splitting) toSplit.end();
   } catch (err) {
