@@ -3,7 +3,7 @@
  * the media type (a gzip layer labelled zstd is an error naming both), then decoded with
  * node:zlib (gzip and zstd are built into Node 24; no native addons).
  */
-import { PassThrough, Readable, type Transform } from 'node:stream';
+import { Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createZstdDecompress } from 'node:zlib';
 import { layerCompression, parseMediaType, type LayerCompression } from '@stevedore/oci';
@@ -27,19 +27,19 @@ export function sniffCompression(head: Uint8Array): LayerCompression {
 }
 
 /** A decoder with the store's stream chunk size (Node's 16 KiB default costs more than inflating). */
-function decoder(compression: LayerCompression): Transform {
+function decoder(compression: Exclude<LayerCompression, 'none'>): Transform {
   switch (compression) {
     case 'gzip':
       return createGunzip({ chunkSize: STREAM_CHUNK_BYTES });
     case 'zstd':
       return createZstdDecompress({ chunkSize: STREAM_CHUNK_BYTES });
-    case 'none':
-      return new PassThrough();
   }
 }
 
 /**
- * Returns the uncompressed tar stream of a layer blob. `what` names the layer in errors. The
+ * Returns the uncompressed tar of a layer blob, for the store's import: gzip and uncompressed
+ * layers as an iterable read in place (each chunk must be copied before the next is asked for;
+ * gzip's two output buffers are reused), zstd as a stream. `what` names the layer in errors. The
  * first chunk is inspected and then fed to the decoder, so nothing is read twice.
  */
 export async function decompressLayer(blob: Readable, mediaType: string, what: string): Promise<LayerInput> {
