@@ -17,9 +17,10 @@
  * zlib's messages ("incorrect header check", "unexpected end of file"), as from the stream.
  */
 import { constants, createGunzip } from 'node:zlib';
+import { STREAM_CHUNK_BYTES } from '@stevedore/store';
 
-/** Output buffer size: the store's stream chunk size (STREAM_CHUNK_BYTES). */
-export const GUNZIP_CHUNK_BYTES = 256 * 1024;
+/** Output buffer size: the store's stream chunk size. */
+export const GUNZIP_CHUNK_BYTES = STREAM_CHUNK_BYTES;
 
 interface NativeZlib {
   init(
