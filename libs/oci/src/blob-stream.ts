@@ -15,6 +15,7 @@ import type { Digest, Digester } from './digest.ts';
 import { DigestMismatchError, isTemporary, RegistryError, SizeMismatchError } from './errors.ts';
 import { discard, errorFromResponse, header, type HttpResult, type Logger, type Response } from './http.ts';
 import { retryDelay, sleep, type RetryPolicy } from './retry.ts';
+import { chunksOf } from './streams.ts';
 
 /** Opens the blob at `offset` (with a Range header when `range` is true) after redirects. */
 export type BlobOpener = (offset: number, range: boolean, signal: AbortSignal) => Promise<HttpResult>;
@@ -34,6 +35,8 @@ export interface BlobStreamOptions {
 }
 
 const OPERATION = 'fetch blob';
+/** Body bytes read from the socket ahead of the consumer before the body is paused. */
+const BODY_QUEUE_BYTES = 1024 * 1024;
 /** `Content-Range: bytes START-END/TOTAL` (RFC 9110 §14.4); TOTAL may be `*`. */
 const CONTENT_RANGE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
 
@@ -216,11 +219,14 @@ export class BlobStream extends Readable {
     }
   }
 
-  /** Pushes the body downstream through the digester, skipping `skip` bytes already delivered. */
+  /**
+   * Pushes the body downstream through the digester, skipping `skip` bytes already delivered. The
+   * body's chunks go on as the socket delivered them (`chunksOf`): `for await` on the body would
+   * concatenate the chunks buffered while the consumer was busy into new Buffers.
+   */
   async #stream(response: Response, skip: number): Promise<void> {
     const { expected } = this.#options;
-    const body = response.body as AsyncIterable<Buffer>;
-    for await (const input of body) {
+    for await (const input of chunksOf(response.body, BODY_QUEUE_BYTES)) {
       let chunk = input;
       if (skip > 0) {
         const dropped = Math.min(skip, chunk.byteLength);

@@ -76,7 +76,8 @@ export {
   writeAll,
 } from './direct-io.ts';
 export { DirectFileWriter } from './direct-file-writer.ts';
-export { chunksOf, drained, type DrainableSink } from './drained.ts';
+export { drained, type DrainableSink } from './drained.ts';
+export { chunksOf } from '@stevedore/oci/streams';
 export type { ChecksumMode, S3BackendConfig } from './backend/s3.ts';
 export {
   compileCacheEnv,
