@@ -49,17 +49,51 @@ const RECONNECT_DELAY_MS = 500;
  * A connection for a CLI command that talks to the queues (`stevedore pull`): connected before it
  * is returned (rejects at once, naming the cause, when Redis is unreachable: BullMQ would otherwise
  * wait for it forever), and reconnecting for at most 30 s after it is lost (a Redis restart while
- * `--wait` follows a pull), then ended, which fails the command's pending calls.
+ * `--wait` follows a pull; commands meanwhile wait for it), then ended, which fails the command's
+ * pending calls ({@link connectionLoss} says why). `reconnectForMs` is for tests.
  */
-export function commandConnection(url: string): Promise<Redis> {
-  return connectedOrError(url, COMMAND_RECONNECT_MS);
+export function commandConnection(
+  url: string,
+  options: { readonly reconnectForMs?: number } = {},
+): Promise<Redis> {
+  return connectedOrError(url, options.reconnectForMs ?? COMMAND_RECONNECT_MS);
+}
+
+/** What a connection of {@link connectedOrError} knows of its loss. */
+interface LossState {
+  readonly url: string;
+  readonly reconnectForMs: number;
+  /** The socket's latest error since the connection was last ready. */
+  error: Error | undefined;
+  /** True once it stopped reconnecting (after having been ready). */
+  gaveUp: boolean;
+}
+
+const losses = new WeakMap<Redis, LossState>();
+
+/**
+ * For a connection of {@link commandConnection} or {@link maintenanceConnection} that was lost and
+ * gave up reconnecting: an error that says so, naming Redis (password masked), the socket's last
+ * error and how long it tried. Undefined while the connection is up or still reconnecting. Commands
+ * that fail after such a loss get ioredis's bare "Connection is closed"; this says why.
+ */
+export function connectionLoss(redis: Redis): Error | undefined {
+  const state = losses.get(redis);
+  if (state === undefined || !state.gaveUp) return undefined;
+  const tried =
+    state.reconnectForMs > 0 ? ` (no connection again for ${Math.round(state.reconnectForMs / 1000)} s)` : '';
+  const cause = state.error === undefined ? 'the connection closed' : state.error.message;
+  return new Error(`lost Redis at ${redactUrl(state.url)}: ${cause}${tried}`, { cause: state.error });
 }
 
 async function connectedOrError(url: string, reconnectForMs: number): Promise<Redis> {
   let wasReady = false;
   let lostAt: number | undefined;
   const redis = new Redis(url, {
-    maxRetriesPerRequest: 1,
+    // While it reconnects, a command waits for the connection instead of failing after one retry
+    // ("Reached the max retries per request limit" a second into a Redis restart); when it gives
+    // up, waiting commands fail ("Connection is closed") and connectionLoss says why.
+    maxRetriesPerRequest: reconnectForMs > 0 ? null : 1,
     connectTimeout: PRODUCER_CONNECT_TIMEOUT_MS,
     lazyConnect: true,
     // Never before the first connection was ready; after it, for reconnectForMs from the loss.
@@ -69,14 +103,23 @@ async function connectedOrError(url: string, reconnectForMs: number): Promise<Re
       return Date.now() - lostAt < reconnectForMs ? RECONNECT_DELAY_MS : null;
     },
   });
+  const loss: LossState = { url, reconnectForMs, error: undefined, gaveUp: false };
+  losses.set(redis, loss);
   redis.on('ready', () => {
     wasReady = true;
     lostAt = undefined;
+    loss.error = undefined;
+  });
+  redis.on('end', () => {
+    if (wasReady) loss.gaveUp = true;
   });
   // Errors surface through the commands; without a listener ioredis would also print them. The
   // socket's error ("connect ECONNREFUSED …") says more than connect()'s "Connection is closed".
   let socketError: Error | undefined;
-  redis.on('error', (err: Error) => (socketError ??= err));
+  redis.on('error', (err: Error) => {
+    socketError ??= err;
+    if (wasReady) loss.error = err;
+  });
   try {
     await redis.connect();
   } catch (err) {

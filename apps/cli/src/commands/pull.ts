@@ -7,6 +7,7 @@
 import {
   plainView,
   commandConnection,
+  connectionLoss,
   PullSubmitter,
   terminalView,
   type ProgressView,
@@ -40,7 +41,16 @@ export async function pullCommand(args: PullArgs, out: NodeJS.WriteStream = proc
         : plainView(out);
     if (view !== undefined && !out.isTTY) out.write(`pull ${id}: ${args.ref}\n`);
     for (;;) {
-      const status = await submitter.status(id);
+      const status = await submitter.status(id).catch((err: unknown) => {
+        // Redis gone for longer than the connection retries: say so, and that the pull goes on.
+        const loss = connectionLoss(redis);
+        if (loss === undefined) throw err;
+        throw new Error(
+          `stopped following pull ${id}: ${loss.message}; the pull itself goes on in the workers ` +
+            `(its state: GET /v1/pulls/${id} on the API, or Bull Board)`,
+          { cause: err },
+        );
+      });
       if (status === undefined) throw new Error(`pull ${id} disappeared from the queue`);
       view?.update(status);
       if (status.state === 'completed' || status.state === 'failed') {
