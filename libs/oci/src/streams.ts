@@ -1,7 +1,6 @@
 /**
  * `@stevedore/oci/streams`: reading byte streams on hot paths. The registry client reads blob bodies
- * with {@link chunksOf}; the store and the pipeline read blobs and decoded layers with it (the store
- * re-exports it). Node modules only, like `./spec`.
+ * with {@link chunksOf}, and the pipeline reads blobs with it. Node modules only, like `./spec`.
  */
 import { finished, type Readable } from 'node:stream';
 

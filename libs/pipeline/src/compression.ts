@@ -7,7 +7,8 @@ import { Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createZstdDecompress } from 'node:zlib';
 import { layerCompression, parseMediaType, type LayerCompression } from '@stevedore/oci';
-import { chunksOf, STREAM_CHUNK_BYTES, type LayerInput } from '@stevedore/store';
+import { chunksOf } from '@stevedore/oci/streams';
+import { STREAM_CHUNK_BYTES, type LayerInput } from '@stevedore/store';
 import { gunzipInPlace, nativeGunzipAvailable } from './gunzip.ts';
 
 const GZIP_MAGIC = [0x1f, 0x8b];

@@ -17,7 +17,7 @@
  * zlib's messages ("incorrect header check", "unexpected end of file"), as from the stream.
  */
 import { constants, createGunzip } from 'node:zlib';
-import { STREAM_CHUNK_BYTES } from '@stevedore/store';
+import { STREAM_CHUNK_BYTES, type ZlibWriteArgs } from '@stevedore/store';
 
 /** Output buffer size: the store's stream chunk size. */
 export const GUNZIP_CHUNK_BYTES = STREAM_CHUNK_BYTES;
@@ -33,15 +33,7 @@ interface NativeZlib {
     dictionary: Uint8Array | undefined,
     rejectGarbageAfterEnd: boolean,
   ): void;
-  write(
-    flush: number,
-    input: Uint8Array,
-    inOffset: number,
-    inLength: number,
-    output: Uint8Array,
-    outOffset: number,
-    outLength: number,
-  ): void;
+  write(...args: ZlibWriteArgs): void;
   close(): void;
   onerror?: (message: string, errno: number, code: string) => void;
 }

@@ -1,9 +1,8 @@
 /**
  * Stream helpers of the hot paths. {@link drained}: waiting out backpressure on a sink that may also
  * be destroyed meanwhile (a wait on 'drain' alone would never end for a sink that closed instead;
- * its error, if any, is reported elsewhere). `chunksOf` (reading a byte stream's chunks without
- * copying them) lives in `@stevedore/oci/streams`, where the registry client reads blob bodies with
- * it; the store re-exports it.
+ * its error, if any, is reported elsewhere). Reading a byte stream's chunks without copying them
+ * is `chunksOf` of `@stevedore/oci/streams`.
  */
 
 /** What both Node's Writables and streamx's sinks (tar-stream) have. */

@@ -30,6 +30,7 @@ export {
   type RemoveOrphansResult,
 } from './orphans.ts';
 export type { LayerBlock } from './layer-reader.ts';
+export type { ZlibWriteArgs } from './worker.ts';
 export { INLINE_MAX } from './import.ts';
 export { mapLimited } from './map-limited.ts';
 export { CHUNK_SIZE, PACK_TARGET } from './objects.ts';
@@ -77,7 +78,6 @@ export {
 } from './direct-io.ts';
 export { DirectFileWriter } from './direct-file-writer.ts';
 export { drained, type DrainableSink } from './drained.ts';
-export { chunksOf } from '@stevedore/oci/streams';
 export type { ChecksumMode, S3BackendConfig } from './backend/s3.ts';
 export {
   compileCacheEnv,

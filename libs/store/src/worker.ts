@@ -49,17 +49,24 @@ const OBJECTS_PER_TURN = 8;
  * close at the end.
  */
 interface ZlibHandle {
-  writeSync(
-    flush: number,
-    input: Uint8Array,
-    inOffset: number,
-    inLength: number,
-    output: Uint8Array,
-    outOffset: number,
-    outLength: number,
-  ): void;
+  writeSync(...args: ZlibWriteArgs): void;
   reset(): void;
 }
+
+/**
+ * The arguments of the native zlib handle's `write` and `writeSync` (Node's lib/zlib.js): the flush
+ * mode, then the input and the output, each as buffer, offset and length. The pipeline's gzip
+ * decoder drives the same handle's `write`.
+ */
+export type ZlibWriteArgs = [
+  flush: number,
+  input: Uint8Array,
+  inOffset: number,
+  inLength: number,
+  output: Uint8Array,
+  outOffset: number,
+  outLength: number,
+];
 
 interface ZlibInternals {
   readonly _handle?: ZlibHandle | null;
